@@ -1,0 +1,229 @@
+"""Audio in and out: probing, decoding (soundfile, or ffmpeg for containers and resampling),
+block-wise reading and atomic block-wise writing.
+
+Every reader yields float32 (channels, samples) at 44.1 kHz; every writer writes to a temporary
+name beside its target and renames only when complete, so a failure never leaves a partial stem
+nor replaces a good one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from .errors import StemsError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".aac", ".aiff", ".aif", ".opus", ".wma", ".webm", ".mkv")
+SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+OUTPUT_FORMATS = ("wav", "flac", "mp3")
+FFMPEG_TIMEOUT_S = 3600
+
+
+def ffmpeg_binary() -> str:
+    found = shutil.which("ffmpeg")
+    if found is None:
+        raise StemsError("ffmpeg not found: install it (apt-get install -y --no-install-recommends ffmpeg)")
+    return found
+
+
+def run_ffmpeg(args: list[str], source: Path | str) -> None:
+    """Run ffmpeg with an argument list (never a shell string); failures name `source`."""
+    command = [ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise StemsError(f"{source}: ffmpeg timed out after {FFMPEG_TIMEOUT_S} s") from None
+    if done.returncode != 0:
+        reason = done.stderr.decode(errors="replace").strip().splitlines()
+        raise StemsError(f"{source}: cannot decode audio ({reason[-1] if reason else 'ffmpeg failed'})")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    original_rate: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def find_audio_files(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Expand files and folders (recursively, sorted) into audio files; return (files, problems)."""
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            if not found:
+                problems.append((item, "no audio files in this directory"))
+            files.extend(found)
+        elif item.is_file():
+            files.append(item)
+        else:
+            problems.append((item, "no such file or directory"))
+    return files, problems
+
+
+def _check_info(path: Path, sample_rate: int, channels: int, frames: int) -> None:
+    if frames <= 0:
+        raise StemsError(f"{path}: empty audio (no samples)")
+    if channels not in (1, 2):
+        raise StemsError(f"{path}: {channels} channels are not supported (mono or stereo only)")
+
+
+@contextlib.contextmanager
+def open_audio(path: Path, sample_rate: int) -> Iterator[tuple[sf.SoundFile, AudioInfo]]:
+    """Open `path` for block-wise reading at `sample_rate`.
+
+    Files soundfile reads at the right rate are read in place; anything else (containers such as
+    m4a/mp4/.stem.mp4, whose first audio stream is the mix, or other sample rates) is decoded by
+    ffmpeg, resampling with soxr, into a temporary float wav, so memory stays bounded.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise StemsError(f"{path}: is a directory, not an audio file")
+    if not path.exists():
+        raise StemsError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise StemsError(f"{path}: empty file")
+    native = None
+    if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        try:
+            native = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError):
+            native = None
+    if native is not None and native.samplerate == sample_rate:
+        _check_info(path, native.samplerate, native.channels, native.frames)
+        with sf.SoundFile(str(path)) as handle:
+            yield handle, AudioInfo(path, sample_rate, native.channels, native.frames, native.samplerate)
+        return
+    original_rate = native.samplerate if native is not None else _probe_rate(path)
+    with tempfile.TemporaryDirectory(prefix="stems-decode-") as tmp:
+        decoded = Path(tmp) / "decoded.wav"
+        run_ffmpeg(
+            ["-i", str(path), "-map", "0:a:0", "-vn", "-af", f"aresample={sample_rate}:resampler=soxr",
+             "-c:a", "pcm_f32le", "-rf64", "auto", str(decoded)],
+            path,
+        )
+        try:
+            handle = sf.SoundFile(str(decoded))
+        except (sf.LibsndfileError, RuntimeError):
+            raise StemsError(f"{path}: cannot decode audio") from None
+        with handle:
+            _check_info(path, handle.samplerate, handle.channels, handle.frames)
+            yield handle, AudioInfo(path, sample_rate, handle.channels, handle.frames, original_rate)
+
+
+def _probe_rate(path: Path) -> int:
+    """Sample rate of the first audio stream, via ffprobe (0 when unknown)."""
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        return 0
+    try:
+        done = subprocess.run(
+            [ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate",
+             "-of", "csv=p=0", str(path)],
+            capture_output=True, timeout=60, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return 0
+    text = done.stdout.decode(errors="replace").strip()
+    if done.returncode != 0 or not text:
+        raise StemsError(f"{path}: not an audio file, or it has no audio stream")
+    try:
+        return int(text.splitlines()[0])
+    except ValueError:
+        return 0
+
+
+def read_block(handle: sf.SoundFile, start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) as float32 (channels, stop - start), zeros outside the file."""
+    out = np.zeros((handle.channels, stop - start), dtype=np.float32)
+    lo, hi = max(start, 0), min(stop, handle.frames)
+    if hi > lo:
+        handle.seek(lo)
+        data = handle.read(hi - lo, dtype="float32", always_2d=True)
+        if data.shape[0] != hi - lo:
+            raise StemsError(f"{handle.name}: truncated audio (expected {hi - lo} samples at {lo}, got {data.shape[0]})")
+        if not np.isfinite(data).all():
+            raise StemsError(f"{handle.name}: audio contains NaN or infinite samples")
+        out[:, lo - start: hi - start] = data.T
+    return out
+
+
+def load(path: Path, sample_rate: int) -> np.ndarray:
+    """Whole file as float32 (channels, samples) at `sample_rate` (for short files and tests)."""
+    with open_audio(Path(path), sample_rate) as (handle, info):
+        return read_block(handle, 0, info.frames)
+
+
+class StemWriter:
+    """Writes one output file block by block under a temporary name; `commit` renames it into
+    place, `abort` removes it. Counts samples clipped to [-1, 1] for integer formats."""
+
+    def __init__(self, target: Path, sample_rate: int, channels: int, fmt: str, float_output: bool = False):
+        if fmt not in OUTPUT_FORMATS:
+            raise StemsError(f"{target}: unknown output format '{fmt}' (choose from {', '.join(OUTPUT_FORMATS)})")
+        self.target = target
+        self.fmt = fmt
+        self.clipped = 0
+        self.integer = not float_output or fmt != "wav"
+        self.temporary = target.with_name(f".{target.name}.part.{'wav' if fmt == 'mp3' else fmt}")
+        if fmt == "wav":
+            subtype = "FLOAT" if float_output else "PCM_16"
+        elif fmt == "flac":
+            subtype = "PCM_24" if float_output else "PCM_16"
+        else:
+            subtype = "FLOAT"
+        self.sample_rate = sample_rate
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = sf.SoundFile(str(self.temporary), "w", sample_rate, channels, subtype,
+                                       format="WAV" if fmt != "flac" else "FLAC")
+        except (OSError, sf.LibsndfileError, RuntimeError) as error:
+            raise StemsError(f"{target}: cannot write output ({getattr(error, 'strerror', None) or error})") from None
+
+    def write(self, block: np.ndarray) -> None:
+        """block: (channels, samples) float32."""
+        if self.integer or self.fmt == "mp3":
+            over = np.abs(block) > 1.0
+            if over.any():
+                self.clipped += int(over.sum())
+                block = np.clip(block, -1.0, 1.0)
+        try:
+            self.handle.write(np.ascontiguousarray(block.T))
+        except (OSError, sf.LibsndfileError, RuntimeError) as error:
+            raise StemsError(f"{self.target}: cannot write output ({getattr(error, 'strerror', None) or error})") from None
+
+    def commit(self) -> None:
+        self.handle.close()
+        try:
+            if self.fmt == "mp3":
+                encoded = self.target.with_name(f".{self.target.name}.part.mp3")
+                try:
+                    run_ffmpeg(["-i", str(self.temporary), "-codec:a", "libmp3lame", "-b:a", "320k", str(encoded)], self.target)
+                finally:
+                    self.temporary.unlink(missing_ok=True)
+                self.temporary = encoded
+            os.replace(self.temporary, self.target)
+        except OSError as error:
+            self.abort()
+            raise StemsError(f"{self.target}: cannot write output ({error.strerror})") from None
+
+    def abort(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+        self.temporary.unlink(missing_ok=True)

@@ -1,0 +1,110 @@
+"""The mask network: mix magnitudes in, per-stem logits out (the article's CNN, four heads).
+
+The article slides a ~300 ms window over the mix spectrogram and predicts the mask of the centre
+frame. Here every convolution is "valid" in time (no time padding), so a forward pass over
+W = 2 * context + 1 frames returns exactly one frame and a pass over T + 2 * context frames returns
+T frames: the one-pass network *is* the sliding window, computed without repeating work.
+
+Layer plan (F bins, padded to a multiple of freq_stride², c0 < c1 < c2 channels):
+    log|X| per-bin standardised          (B, C, F, T)
+    stem  conv (s, 3) stride (s, 1)      (B, c0, F/s, T-2)        -> 1/s frequency
+    enc   conv (3, 3)                    (B, c1, F/s, T-4)
+    down  conv (s, 1) stride (s, 1)      (B, c2, F/s², T-4)       -> 1/s² frequency
+    res   conv (3, 3) dilated in time    (B, c2, F/s², T-4-2Σd)   one block per dilation
+    up    1x1 conv to s·c1, unfold s     (B, c1, F/s, ...)        -> back to 1/s, + enc skip
+    merge conv (3, 1)                    (B, c1, F/s, T-2r)
+    head  1x1 conv to s·S·C, unfold s    (B, S·C, F, T-2r)        -> full resolution
+          + conv (k, 1) on log|X|                                 one logit per stem, channel, bin
+
+Upsampling is a 1x1 convolution to s times the channels followed by a reshape ("sub-pixel"
+upsampling in frequency): measured 4x faster on CPU than ConvTranspose2d with stride s, which
+was most of the network's time at full resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+
+def _conv_bn(in_ch: int, out_ch: int, kernel: tuple[int, int], **kwargs) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel, bias=False, **kwargs), nn.BatchNorm2d(out_ch), nn.ReLU())
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int, dilation: int):
+        super().__init__()
+        self.dilation = dilation
+        self.conv = _conv_bn(channels, channels, (3, 3), padding=(1, 0), dilation=(1, dilation))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., self.dilation: -self.dilation] + self.conv(x)
+
+
+def unfold_frequency(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, c * factor, F, T) -> (B, c, F * factor, T): each bin's channels become `factor` bins."""
+    batch, channels, bins, frames = x.shape
+    x = x.reshape(batch, channels // factor, factor, bins, frames).transpose(2, 3)
+    return x.reshape(batch, channels // factor, bins * factor, frames)
+
+
+class MaskNet(nn.Module):
+    """Predicts per-stem mask logits for every frame that has its full context.
+
+    Args:
+        config: the layer sizes.
+        n_bins: frequency bins of the STFT (n_fft // 2 + 1).
+    """
+
+    def __init__(self, config: ModelConfig, n_bins: int):
+        super().__init__()
+        self.config = config
+        self.n_bins = n_bins
+        c0, c1, c2 = config.widths
+        s = config.freq_stride
+        channels = config.audio_channels
+        self.padded_bins = -(-n_bins // (s * s)) * s * s
+        self.context = 2 + sum(config.dilations)
+        # Per-bin standardisation of log-magnitudes; set from training data, then learned.
+        self.input_mean = nn.Parameter(torch.zeros(n_bins, 1))
+        self.input_scale = nn.Parameter(torch.ones(n_bins, 1))
+        self.stem = _conv_bn(channels, c0, (s, 3), stride=(s, 1))
+        self.enc = _conv_bn(c0, c1, (3, 3), padding=(1, 0))
+        self.down = _conv_bn(c1, c2, (s, 1), stride=(s, 1))
+        self.blocks = nn.Sequential(*(_ResidualBlock(c2, d) for d in config.dilations))
+        self.up = nn.Conv2d(c2, c1 * s, 1)
+        self.merge = _conv_bn(c1, c1, (3, 1), padding=(1, 0))
+        outputs = len(config.sources) * channels
+        self.head = nn.Conv2d(c1, outputs * s, 1)
+        k = config.head_kernel
+        self.fine = nn.Conv2d(channels, outputs, (k, 1), padding=(k // 2, 0))
+
+    @property
+    def window_frames(self) -> int:
+        """Frames of input the network sees for one output frame (2 * context + 1)."""
+        return 2 * self.context + 1
+
+    def normalise(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        return (torch.log(mix_mag + 1e-5) - self.input_mean) * self.input_scale
+
+    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            mix_mag: (batch, channels, bins, frames) mix magnitudes, frames >= window_frames.
+        Returns:
+            (batch, sources, channels, bins, frames - 2 * context) mask logits.
+        """
+        batch, channels, bins, frames = mix_mag.shape
+        x = self.normalise(mix_mag)
+        x = nn.functional.pad(x, (0, 0, 0, self.padded_bins - bins))
+        enc = self.enc(self.stem(x))
+        y = self.blocks(self.down(enc))
+        cut = sum(self.config.dilations)
+        s = self.config.freq_stride
+        y = self.merge(unfold_frequency(self.up(y), s) + enc[..., cut: enc.shape[-1] - cut])
+        r = self.context
+        logits = unfold_frequency(self.head(y), s) + self.fine(x[..., r: frames - r])
+        logits = logits[:, :, :bins]
+        return logits.reshape(batch, len(self.config.sources), channels, bins, frames - 2 * r)

@@ -1,0 +1,172 @@
+"""The offline pipeline: audio -> STFT -> masks -> reconstruction, chunk by chunk.
+
+A chunk covers output samples [a*hop, b*hop). Its overlap-add needs the masks of frames
+[a-m, b+m) (m frames whose windows reach into the range), and the network needs `context` more
+frames on each side, so the chunk reads exactly the samples those frames cover (zeros outside the
+signal). Because the network's convolutions are valid in time and the STFT frames and overlap-add
+are computed as for the whole signal, every chunk's output equals the one-pass output: memory is
+bounded by the chunk, not by the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import spectral
+from .checkpoint import load_checkpoint
+from .config import STFTConfig
+from .masks import inference_masks
+from .model import MaskNet
+from .reconstruct import reconstruct
+
+ReadFn = Callable[[int, int], np.ndarray]  # (start, stop) -> (channels, stop - start), zeros outside
+
+
+def output_groups(sources: tuple[str, ...], stems: tuple[str, ...] | None = None,
+                  two_stems: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Output name -> source indices: all sources, a subset, or `two_stems` and its complement
+    (named `no_<stem>`)."""
+    if two_stems is not None:
+        if two_stems not in sources:
+            raise ValueError(f"unknown stem '{two_stems}' (choose from {', '.join(sources)})")
+        index = sources.index(two_stems)
+        return {two_stems: (index,), f"no_{two_stems}": tuple(i for i in range(len(sources)) if i != index)}
+    chosen = stems or sources
+    unknown = [s for s in chosen if s not in sources]
+    if unknown:
+        raise ValueError(f"unknown stem(s) {', '.join(unknown)} (choose from {', '.join(sources)})")
+    return {s: (sources.index(s),) for s in sources if s in chosen}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int  # first output sample of the chunk
+    stems: dict[str, np.ndarray]  # name -> (channels, samples) float32
+
+
+class Separator:
+    """Splits audio into stems with a mask network.
+
+    Args:
+        model: the network (eval mode).
+        stft: its STFT settings.
+        card: the checkpoint's card (for information).
+        chunk_frames: output frames per chunk: bounds memory; 256 frames (6 s) measured fastest
+            on 2 cores (the network's activations stay in cache).
+    """
+
+    def __init__(self, model: MaskNet, stft: STFTConfig, card: dict | None = None, chunk_frames: int = 256,
+                 device: str = "cpu"):
+        self.model = model.eval().to(device)
+        self.stft = stft
+        self.card = card or {}
+        self.chunk_frames = chunk_frames
+        self.device = torch.device(device)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path | None = None, **kwargs) -> "Separator":
+        """The shipped default model (None or "default"), another registry name, or a file."""
+        model, stft, card = load_checkpoint(checkpoint)
+        return cls(model, stft, card, **kwargs)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.model.config.sources
+
+    @property
+    def sample_rate(self) -> int:
+        return self.stft.sample_rate
+
+    def iter_chunks(self, read: ReadFn, n_samples: int, channels: int, groups: dict[str, tuple[int, ...]],
+                    mask: str = "binary") -> Iterator[Chunk]:
+        """Separate a signal read through `read`, chunk by chunk, in order.
+
+        Args:
+            read: returns samples [start, stop) as (channels, n) float32, zeros outside the signal.
+            n_samples: length of the signal.
+            channels: 1 (mono: the model sees it twice, the stems are averaged back) or 2.
+        Yields:
+            Chunks whose stems, concatenated, are (channels, n_samples) each.
+        """
+        hop = self.stft.hop_length
+        total = spectral.n_frames(n_samples, self.stft)
+        m = spectral.context_frames_needed(self.stft)
+        r = self.model.context
+        for a in range(0, -(-n_samples // hop), self.chunk_frames):
+            b = min(a + self.chunk_frames, -(-n_samples // hop))
+            lo, hi = a - m - r, b + m + r
+            span_start, span_stop = spectral.frame_span(lo, hi, self.stft)
+            samples = torch.from_numpy(read(span_start, span_stop)).to(self.device)
+            if channels == 1:
+                samples = samples.expand(2, -1)
+            with torch.inference_mode():
+                spec = spectral.stft_frames(samples, self.stft)  # (C, F, hi - lo)
+                outside = torch.ones(hi - lo, dtype=torch.bool, device=self.device)
+                outside[max(0, -lo): max(0, min(hi - lo, total - lo))] = False
+                mag = spec.abs().masked_fill(outside, 0.0)
+                logits = self.model(mag[None])[0]  # (S, C, F, hi - lo - 2r)
+                masks = inference_masks(logits, mask)
+                inner = spec[..., r: hi - lo - r]
+                ola_start = (lo + r) * hop - self.stft.n_fft // 2
+                out_start, out_stop = a * hop, min(b * hop, n_samples)
+                mix = samples[:, ola_start - span_start: ola_start - span_start + (hi - lo - 2 * r - 1) * hop + self.stft.n_fft]
+                waves, first = reconstruct(inner, masks, groups, lo + r, total, self.stft, mix_samples=mix)
+                stems = {}
+                for name, wave in waves.items():
+                    piece = wave[:, out_start - first: out_stop - first]
+                    if channels == 1:
+                        piece = piece.mean(dim=0, keepdim=True)
+                    stems[name] = piece.cpu().numpy()
+            yield Chunk(out_start, stems)
+
+    def separate(self, audio: np.ndarray, sample_rate: int, stems: tuple[str, ...] | None = None,
+                 two_stems: str | None = None, mask: str = "binary") -> dict[str, np.ndarray]:
+        """Separate an in-memory signal.
+
+        Args:
+            audio: (channels, samples) or (samples,) float, channels 1 or 2.
+            sample_rate: its rate; other rates than the model's are resampled (soxr) and back.
+        Returns:
+            {stem: array shaped like `audio`} float32.
+        """
+        audio = np.asarray(audio, dtype=np.float32)
+        flat = audio.ndim == 1
+        audio = audio[None] if flat else audio
+        if audio.ndim != 2 or audio.shape[0] not in (1, 2):
+            raise ValueError(f"audio must be (channels, samples) with 1 or 2 channels, got shape {audio.shape}")
+        if not np.isfinite(audio).all():
+            raise ValueError("audio contains NaN or infinite samples")
+        length = audio.shape[-1]
+        if sample_rate != self.sample_rate:
+            import librosa
+
+            audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=self.sample_rate, res_type="soxr_hq")
+        n = audio.shape[-1]
+
+        def read(start: int, stop: int) -> np.ndarray:
+            out = np.zeros((audio.shape[0], stop - start), dtype=np.float32)
+            lo, hi = max(start, 0), min(stop, n)
+            if hi > lo:
+                out[:, lo - start: hi - start] = audio[:, lo:hi]
+            return out
+
+        groups = output_groups(self.sources, stems, two_stems)
+        pieces: dict[str, list[np.ndarray]] = {name: [] for name in groups}
+        for chunk in self.iter_chunks(read, n, audio.shape[0], groups, mask):
+            for name, piece in chunk.stems.items():
+                pieces[name].append(piece)
+        result = {}
+        for name, parts in pieces.items():
+            wave = np.concatenate(parts, axis=-1)
+            if sample_rate != self.sample_rate:
+                import librosa
+
+                wave = librosa.resample(wave, orig_sr=self.sample_rate, target_sr=sample_rate, res_type="soxr_hq")
+                wave = np.pad(wave, ((0, 0), (0, max(0, length - wave.shape[-1]))))[:, :length]
+            result[name] = wave[0] if flat else wave
+        return result

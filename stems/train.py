@@ -1,0 +1,178 @@
+"""Training: random excerpts -> mix STFT -> masks -> loss; resumable, validated on MUSDB valid.
+
+The run directory holds `config.yaml` (the resolved config), `log.jsonl` (every step's loss and
+every validation), `state.pt` (model, optimiser, scheduler and RNG states, saved atomically every
+`save_every` steps) and `best-<sha8>.pt` (the best checkpoint by validation SDR, in the shipped
+format).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import spectral
+from .checkpoint import save_checkpoint
+from .config import Config, SOURCES
+from .data import ExcerptSampler, Song, musdb_songs, stem_folder_songs
+from .errors import StemsError
+from .masks import binary_targets, ratio_targets
+from .model import MaskNet
+from .separator import Separator
+
+LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse")
+
+
+def mask_loss(logits: torch.Tensor, mix_mag: torch.Tensor, stem_mags: torch.Tensor, kind: str) -> torch.Tensor:
+    """
+    Args:
+        logits: (batch, sources, channels, bins, frames).
+        mix_mag: (batch, channels, bins, frames) the mix magnitudes of the same frames.
+        stem_mags: (batch, sources, channels, bins, frames).
+    """
+    masks = torch.softmax(logits, dim=1)
+    if kind == "magnitude_l1":
+        return (masks * mix_mag[:, None] - stem_mags).abs().mean() / (mix_mag.mean() + 1e-8)
+    if kind == "binary_mse":
+        return ((masks - binary_targets(stem_mags)) ** 2).mean()
+    if kind == "ratio_mse":
+        return ((masks - ratio_targets(stem_mags)) ** 2).mean()
+    raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Whole-signal SDR in dB (the quick validation score; `stems evaluate` reports BSSEval v4)."""
+    num = float((reference.astype(np.float64) ** 2).sum()) + 1e-9
+    den = float(((reference - estimate).astype(np.float64) ** 2).sum()) + 1e-9
+    return 10 * math.log10(num / den)
+
+
+def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
+    """Median over songs of each stem's SDR, for soft and binary masks."""
+    model.eval()
+    separator = Separator(model, config.stft)
+    result = {}
+    for mask in ("soft", "binary"):
+        scores = {s: [] for s in SOURCES}
+        for song in songs:
+            stems = np.asarray(song.stems, dtype=np.float32)
+            estimates = separator.separate(stems.sum(axis=0), config.stft.sample_rate, mask=mask)
+            for i, s in enumerate(SOURCES):
+                if np.abs(stems[i]).max() > 1e-4:
+                    scores[s].append(sdr(stems[i], estimates[s]))
+        per_stem = {s: float(np.median(v)) for s, v in scores.items() if v}
+        result[mask] = per_stem | {"mean": float(np.mean(list(per_stem.values())))}
+    model.train()
+    return result
+
+
+def _atomic_save(payload: dict, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config) -> None:
+    """Per-bin mean and 1/std of log-magnitudes over a few batches of training mixes."""
+    mags = []
+    for _ in range(8):
+        mix = torch.from_numpy(sampler.batch(config.train.batch_size)).sum(dim=1)
+        mags.append(spectral.stft_frames(mix, config.stft).abs())
+    logs = torch.log(torch.cat(mags) + 1e-5).transpose(0, 2).reshape(config.stft.n_bins, -1)
+    with torch.no_grad():
+        model.input_mean.copy_(logs.mean(dim=1, keepdim=True))
+        model.input_scale.copy_(1 / (logs.std(dim=1, keepdim=True) + 1e-3))
+
+
+def load_training_songs(config: Config) -> tuple[list[Song], list[Song]]:
+    cache = Path(config.train.cache_dir)
+    train_songs: list[Song] = []
+    valid_songs: list[Song] = []
+    if config.train.musdb_root:
+        train_songs += musdb_songs(config.train.musdb_root, "train", cache)
+        valid_songs = musdb_songs(config.train.musdb_root, "valid", cache)
+    for folder in config.train.stem_dirs:
+        train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate)
+    if not train_songs:
+        raise StemsError("no training data: set train.musdb_root or train.stem_dirs")
+    return train_songs, valid_songs
+
+
+def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cpu", progress=None) -> Path | None:
+    """Train (or resume) a run; returns the best checkpoint's path."""
+    cfg = config.train
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    train_songs, valid_songs = load_training_songs(config)
+    model = MaskNet(config.model, config.stft.n_bins).to(device)
+    r = model.context
+    excerpt = (cfg.excerpt_frames + 2 * r - 1) * config.stft.hop_length + config.stft.n_fft
+    sampler = ExcerptSampler(train_songs, excerpt, cfg.seed, cfg.remix_probability, cfg.gain_range_db)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = min(500, cfg.steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    step, best = 0, {"score": -math.inf, "path": None}
+    state_path = run_dir / "state.pt"
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        try:
+            model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as error:
+            raise StemsError(f"{state_path}: saved model does not fit this config ({str(error).splitlines()[0]})") from None
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        sampler.set_state(json.loads(state["sampler"]))
+        torch.set_rng_state(state["torch_rng"])
+        step, best = state["step"], json.loads(state["best"])
+    else:
+        _init_normalisation(model, sampler, config)
+    log = open(run_dir / "log.jsonl", "a")
+    model.train()
+    started, started_step = time.time(), step
+    while step < cfg.steps:
+        stems = torch.from_numpy(sampler.batch(cfg.batch_size)).to(device)  # (B, S, C, N)
+        stem_specs = spectral.stft_frames(stems, config.stft)
+        mix_mag = stem_specs.sum(dim=1).abs()
+        logits = model(mix_mag)
+        inner = slice(r, mix_mag.shape[-1] - r)
+        loss = mask_loss(logits, mix_mag[..., inner], stem_specs[..., inner].abs(), cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        schedule.step()
+        step += 1
+        rate = (step - started_step) * cfg.batch_size / (time.time() - started)
+        log.write(json.dumps({"step": step, "loss": round(loss.item(), 6), "lr": schedule.get_last_lr()[0],
+                              "examples_per_s": round(rate, 2)}) + "\n")
+        if progress is not None:
+            progress(step, cfg.steps, loss.item(), rate)
+        if valid_songs and (step % cfg.validate_every == 0 or step == cfg.steps):
+            scores = validate(model, config, valid_songs)
+            score = max(scores["soft"]["mean"], scores["binary"]["mean"])
+            log.write(json.dumps({"step": step, "validation": scores}) + "\n")
+            if score > best["score"]:
+                card = {"training": {"config": config.to_dict(), "step": step,
+                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs]},
+                        "metrics": {"valid_sdr_quick": scores, "note": "whole-signal SDR, median over the 14 MUSDB valid previews"}}
+                path = save_checkpoint(model, config.stft, card, run_dir, "best")
+                if best["path"] and best["path"] != str(path):
+                    Path(best["path"]).unlink(missing_ok=True)
+                best = {"score": score, "path": str(path)}
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            log.flush()
+            _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "schedule": schedule.state_dict(), "sampler": json.dumps(sampler.state()),
+                          "torch_rng": torch.get_rng_state(), "step": step, "best": json.dumps(best)}, state_path)
+    log.close()
+    return Path(best["path"]) if best["path"] else None
