@@ -23,7 +23,7 @@ from .model import MaskNet
 FORMAT = "stems-checkpoint-v1"
 CHECKPOINT_DIR = Path(os.environ.get("STEMS_CHECKPOINT_DIR", Path(__file__).resolve().parent.parent / "checkpoints"))
 # The registry of shipped models: name -> file in CHECKPOINT_DIR.
-MODELS: dict[str, str] = {"default": "default-00000000.pt"}
+MODELS: dict[str, str] = {"default": "default-bdd8899d.pt"}
 _SHA_NAME = re.compile(r"-([0-9a-f]{8})\.pt$")
 
 

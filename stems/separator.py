@@ -170,3 +170,10 @@ class Separator:
                 wave = np.pad(wave, ((0, 0), (0, max(0, length - wave.shape[-1]))))[:, :length]
             result[name] = wave[0] if flat else wave
         return result
+
+    def separate_file(self, path: str | Path, out_dir: str | Path = "separated", **options):
+        """Separate a file into `out_dir/<track>/<stem>.wav` (see `stems.files.separate_file`
+        for the options); returns a `FileResult`."""
+        from .files import separate_file
+
+        return separate_file(self, Path(path), Path(out_dir), **options)

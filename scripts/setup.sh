@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what stems needs into ./.venv (idempotent): ffmpeg (apt-get, if missing), then the
+# package in editable mode with the extras named in $1 (e.g. "test").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v ffmpeg >/dev/null 2>&1; then
+    echo "installing ffmpeg (apt-get)" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+extras="${1:-}"
+target="."; [ -n "$extras" ] && target=".[${extras}]"
+stamp=".venv/.stems-installed-${extras:-base}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e "$target"
+    touch "$stamp"
+fi
