@@ -142,6 +142,7 @@ class Separator:
         if not np.isfinite(audio).all():
             raise ValueError("audio contains NaN or infinite samples")
         length = audio.shape[-1]
+        original = audio
         if sample_rate != self.sample_rate:
             import librosa
 
@@ -160,16 +161,18 @@ class Separator:
         for chunk in self.iter_chunks(read, n, audio.shape[0], groups, mask):
             for name, piece in chunk.stems.items():
                 pieces[name].append(piece)
-        result = {}
-        for name, parts in pieces.items():
-            wave = np.concatenate(parts, axis=-1)
-            if sample_rate != self.sample_rate:
-                import librosa
+        result = {name: np.concatenate(parts, axis=-1) for name, parts in pieces.items()}
+        if sample_rate != self.sample_rate:
+            import librosa
 
-                wave = librosa.resample(wave, orig_sr=self.sample_rate, target_sr=sample_rate, res_type="soxr_hq")
-                wave = np.pad(wave, ((0, 0), (0, max(0, length - wave.shape[-1]))))[:, :length]
-            result[name] = wave[0] if flat else wave
-        return result
+            names = list(result)
+            partition = sorted(i for g in groups.values() for i in g) == list(range(len(self.sources)))
+            for name in names[:-1] if partition else names:
+                wave = librosa.resample(result[name], orig_sr=self.sample_rate, target_sr=sample_rate, res_type="soxr_hq")
+                result[name] = np.pad(wave, ((0, 0), (0, max(0, length - wave.shape[-1]))))[:, :length]
+            if partition:  # the last stem is the rest of the original mix: the stems still add up to it
+                result[names[-1]] = original - sum(result[n] for n in names[:-1])
+        return {name: wave[0] if flat else wave for name, wave in result.items()}
 
     def separate_file(self, path: str | Path, out_dir: str | Path = "separated", **options):
         """Separate a file into `out_dir/<track>/<stem>.wav` (see `stems.files.separate_file`

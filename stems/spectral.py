@@ -2,7 +2,9 @@
 
 Frame t of a signal x of length N is centred on sample t * hop_length and sees x zero-padded
 outside [0, N) (torch.stft with center=True, pad_mode="constant"); frames 0 .. T-1 exist, with
-T = N // hop_length + 1. Computing any frame range from the samples it covers, and overlap-adding
+T = ceil(N / hop_length) + 1, one more than torch when N is not a multiple of the hop, so that the
+last samples are always covered by two windows and the overlap-add never divides by a vanishing
+window envelope. Computing any frame range from the samples it covers, and overlap-adding
 any frame range back, gives exactly what a one-pass transform of the whole signal gives: this is
 what lets the separator work in chunks whose result equals the one-pass result.
 """
@@ -17,7 +19,7 @@ from .config import STFTConfig
 
 
 def n_frames(n_samples: int, stft: STFTConfig) -> int:
-    return n_samples // stft.hop_length + 1
+    return -(-n_samples // stft.hop_length) + 1
 
 
 def window(stft: STFTConfig, device: torch.device | None = None) -> torch.Tensor:

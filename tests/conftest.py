@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny checkpoint the tests make themselves, and small real and synthetic audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from stems.checkpoint import save_checkpoint
+from stems.config import ModelConfig, STFTConfig
+from stems.model import MaskNet
+
+RATE = 44100
+
+
+def make_model(seed: int = 0, widths=(4, 8, 8)) -> MaskNet:
+    """A small randomly initialised network whose masks are far from uniform."""
+    torch.manual_seed(seed)
+    model = MaskNet(ModelConfig(widths=widths), STFTConfig().n_bins)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.5)
+        model.input_mean.fill_(-4.0)
+        model.input_scale.fill_(0.3)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("ckpt")
+    return save_checkpoint(make_model(), STFTConfig(), {"training": {"data": ["random weights (tests)"]}}, directory, "tiny")
+
+
+def synth(seconds: float, channels: int = 2, seed: int = 0, rate: int = RATE) -> np.ndarray:
+    """Chords, a kick-like pulse and noise: (channels, samples) float32 in about [-0.5, 0.5]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    tone = sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 6)) for f in (110.0, 220.0, 330.0, 440.0 * 1.26))
+    pulse = np.sin(2 * np.pi * 55 * t) * np.exp(-20 * (t % 0.5))
+    mono = 0.08 * tone + 0.3 * pulse + 0.02 * rng.standard_normal(t.size)
+    out = np.stack([mono * (1 - 0.2 * c) + 0.01 * rng.standard_normal(t.size) for c in range(channels)])
+    return out.astype(np.float32)
+
+
+@pytest.fixture
+def song_wav(tmp_path) -> Path:
+    path = tmp_path / "in" / "my song.wav"
+    path.parent.mkdir()
+    sf.write(path, synth(3.0).T, RATE, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="session")
+def example_stems() -> tuple[np.ndarray, Path]:
+    """stempeg's real MUSDB excerpt (a test track: fine for tests, never for training):
+    (streams, channels, samples) mixture, drums, bass, other, vocals and its path."""
+    stempeg = pytest.importorskip("stempeg")
+    path = Path(stempeg.example_stem_path())
+    audio, _ = stempeg.read_stems(str(path), sample_rate=RATE)
+    return audio.transpose(0, 2, 1).astype(np.float32), path

@@ -1,0 +1,39 @@
+import torch
+
+from stems.config import ModelConfig, STFTConfig
+from stems.model import MaskNet
+
+from conftest import make_model
+
+
+def test_context_is_about_300_ms():
+    stft = STFTConfig()
+    model = MaskNet(ModelConfig(), stft.n_bins)
+    seconds = ((model.window_frames - 1) * stft.hop_length + stft.n_fft) / stft.sample_rate
+    assert model.window_frames == 13
+    assert 0.25 < seconds < 0.35
+
+
+def test_output_shape():
+    model = make_model()
+    out = model(torch.rand(2, 2, 1025, 40))
+    assert out.shape == (2, 4, 2, 1025, 40 - 2 * model.context)
+
+
+def test_one_pass_equals_frame_by_frame_sliding_window():
+    """The article slides a window one frame at a time and keeps the centre frame's mask; the
+    valid-in-time network computes all of those windows in one pass."""
+    model = make_model(seed=3)
+    mag = torch.rand(1, 2, 1025, 30) * 3
+    with torch.no_grad():
+        one_pass = model(mag)
+        width = model.window_frames
+        sliding = torch.cat([model(mag[..., t: t + width]) for t in range(30 - width + 1)], dim=-1)
+    assert sliding.shape == one_pass.shape
+    assert torch.allclose(one_pass, sliding, atol=1e-5)
+
+
+def test_full_size_default_config_runs():
+    model = MaskNet(ModelConfig(widths=(16, 32, 64)), 1025).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 2, 1025, 20)).shape[-1] == 20 - 12

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from stems.config import STFTConfig
+from stems.separator import Separator, output_groups
+
+from conftest import RATE, make_model, synth
+
+
+@pytest.fixture(scope="module")
+def separator():
+    return Separator(make_model(), STFTConfig())
+
+
+@pytest.mark.parametrize("mask", ["binary", "soft"])
+def test_chunked_equals_one_pass(mask):
+    audio = synth(12.3, seed=1)
+    one_pass = Separator(make_model(), STFTConfig(), chunk_frames=10_000).separate(audio, RATE, mask=mask)
+    for chunk_frames in (64, 97):  # the file is several chunks long
+        chunked = Separator(make_model(), STFTConfig(), chunk_frames=chunk_frames).separate(audio, RATE, mask=mask)
+        for stem in one_pass:
+            assert np.abs(chunked[stem] - one_pass[stem]).max() < 1e-5
+
+
+@pytest.mark.parametrize("mask", ["binary", "soft"])
+def test_stems_add_up_to_the_mix_on_real_music(separator, example_stems, mask):
+    audio, _ = example_stems
+    mix = audio[0]
+    stems = separator.separate(mix, RATE, mask=mask)
+    assert set(stems) == {"drums", "bass", "other", "vocals"}
+    assert np.abs(sum(stems.values()) - mix).max() < 1e-4
+    # every stem gets a real share: the masks compete, they do not hand everything to one stem
+    energies = [float((s**2).sum()) for s in stems.values()]
+    assert min(energies) > 0
+
+
+def test_two_stems_and_subsets_use_the_same_masks(separator):
+    audio = synth(3.0)
+    four = separator.separate(audio, RATE)
+    two = separator.separate(audio, RATE, two_stems="vocals")
+    assert set(two) == {"vocals", "no_vocals"}
+    assert np.abs(two["vocals"] - four["vocals"]).max() < 1e-5
+    assert np.abs(two["no_vocals"] - (four["drums"] + four["bass"] + four["other"])).max() < 1e-4
+    subset = separator.separate(audio, RATE, stems=("bass", "drums"))
+    assert list(subset) == ["drums", "bass"]
+    assert np.abs(subset["bass"] - four["bass"]).max() < 1e-5
+
+
+def test_mono_in_mono_out(separator):
+    mono = synth(2.0, channels=1)[0]
+    stems = separator.separate(mono, RATE)
+    assert all(s.shape == mono.shape for s in stems.values())
+    assert np.abs(sum(stems.values()) - mono).max() < 1e-4
+
+
+def test_other_sample_rates_are_resampled_and_back(separator):
+    audio = synth(2.0, rate=22050)
+    stems = separator.separate(audio, 22050)
+    assert all(s.shape == audio.shape for s in stems.values())
+    assert np.abs(sum(stems.values()) - audio).max() < 1e-5
+
+
+def test_silence_gives_silence(separator):
+    stems = separator.separate(np.zeros((2, 50000), dtype=np.float32), RATE)
+    assert all(np.isfinite(s).all() and np.abs(s).max() == 0 for s in stems.values())
+
+
+def test_bad_arguments(separator):
+    with pytest.raises(ValueError, match="channels"):
+        separator.separate(np.zeros((6, 1000), dtype=np.float32), RATE)
+    with pytest.raises(ValueError, match="NaN"):
+        separator.separate(np.full((2, 1000), np.nan, dtype=np.float32), RATE)
+    with pytest.raises(ValueError, match="unknown stem"):
+        output_groups(("drums", "bass"), stems=("piano",))
