@@ -19,7 +19,7 @@ from .masks import MASK_KINDS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Split music into drums, bass, other and vocals.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -1,0 +1,80 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from stems.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from stems.config import STFTConfig
+from stems.errors import StemsError
+from stems.separator import Separator
+
+from conftest import RATE, make_model, synth
+
+
+def test_save_load_gives_identical_outputs(tmp_path):
+    model = make_model(seed=5)
+    path = save_checkpoint(model, STFTConfig(), {"metrics": {"x": 1}}, tmp_path, "m")
+    assert path.name.startswith("m-") and len(path.stem) == len("m-") + 8
+    loaded, stft, card = load_checkpoint(path)
+    assert card["metrics"] == {"x": 1} and card["context_frames"] == 13
+    audio = synth(2.0)
+    a = Separator(model, STFTConfig()).separate(audio, RATE, mask="soft")
+    b = Separator(loaded, stft).separate(audio, RATE, mask="soft")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_truncated_checkpoint(tmp_path, tiny_checkpoint):
+    bad = tmp_path / "cut.pt"
+    bad.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    with pytest.raises(StemsError, match="cut.pt: not a readable stems checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_sha_mismatch(tmp_path, tiny_checkpoint):
+    bad = tmp_path / "tiny-00000000.pt"
+    bad.write_bytes(tiny_checkpoint.read_bytes())
+    with pytest.raises(StemsError, match="sha256 does not match"):
+        load_checkpoint(bad)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path(__import__('os').environ['STEMS_PWNED']).write_text('ran')",))
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("STEMS_PWNED", str(marker))
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"format": FORMAT, "card": "{}", "state_dict": _RunsCode()}, handle)
+    with pytest.raises(StemsError, match="evil.pt"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_foreign_and_wrong_files(tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(StemsError, match="not a stems checkpoint"):
+        load_checkpoint(foreign)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(StemsError, match="notes.pt"):
+        load_checkpoint(text)
+    with pytest.raises(StemsError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_wrong_architecture_and_bad_card(tmp_path, tiny_checkpoint):
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    card = json.loads(payload["card"])
+    card["model_config"]["widths"] = [8, 8, 8]
+    torch.save(payload | {"card": json.dumps(card)}, tmp_path / "shape.pt")
+    with pytest.raises(StemsError, match="weights do not fit"):
+        load_checkpoint(tmp_path / "shape.pt")
+    torch.save(payload | {"card": "{not json"}, tmp_path / "card.pt")
+    with pytest.raises(StemsError, match="not valid JSON"):
+        load_checkpoint(tmp_path / "card.pt")
