@@ -23,6 +23,10 @@ class STFTConfig:
     n_fft: int = 2048
     hop_length: int = 1024
 
+    def __post_init__(self):
+        if self.n_fft % self.hop_length:
+            raise ConfigError(f"stft.n_fft ({self.n_fft}) must be a multiple of stft.hop_length ({self.hop_length})")
+
     @property
     def n_bins(self) -> int:
         return self.n_fft // 2 + 1

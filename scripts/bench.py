@@ -1,0 +1,118 @@
+"""Speed and memory of `stems separate`: file in -> four wav files out, model load included.
+
+Prints x real time and peak RSS for a 3-minute stereo 44.1 kHz song (a real CC0 song from
+../shared/data when present, else synthetic), peak RSS for a 60-minute file, and where the time
+goes per stage.
+
+Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from stems import Separator, spectral
+from stems.masks import inference_masks
+from stems.reconstruct import reconstruct
+from stems.separator import output_groups
+
+RATE = 44100
+CC0 = Path(__file__).resolve().parents[1].parent / "shared/data/eir-cc0/train/Lithium"
+
+
+def song(seconds: float) -> tuple[np.ndarray, str]:
+    if CC0.is_dir():
+        stems = [sf.read(p, dtype="float32", always_2d=True)[0] for p in sorted(CC0.glob("*.ogg"))]
+        length = min(len(s) for s in stems)
+        mix = sum(s[:length] for s in stems).T
+        reps = int(np.ceil(seconds * RATE / mix.shape[1]))
+        return np.tile(mix, reps)[:, : int(seconds * RATE)] * 0.5, f"CC0 song {CC0.name}"
+    rng = np.random.default_rng(0)
+    return (0.1 * rng.standard_normal((2, int(seconds * RATE)))).astype(np.float32), "white noise"
+
+
+def run_cli(path: Path, out: Path, checkpoint: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one `stems separate` process."""
+    exe = Path(sys.executable).with_name("stems")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    subprocess.run([str(exe), "separate", str(path), "-o", str(out), "--checkpoint", checkpoint, "--overwrite"],
+                   check=True, capture_output=True)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024
+
+
+def stages(audio: np.ndarray, checkpoint: str) -> dict[str, float]:
+    """Seconds per stage for the whole song in one process (chunked as the separator does)."""
+    separator = Separator.from_checkpoint(checkpoint)
+    stft, model = separator.stft, separator.model
+    x = torch.from_numpy(audio)
+    times = dict.fromkeys(("stft", "network", "masks", "reconstruct (mask x STFT + iSTFT)"), 0.0)
+    total = spectral.n_frames(x.shape[-1], stft)
+    groups = output_groups(separator.sources)
+    with torch.inference_mode():
+        t = time.perf_counter()
+        spec = spectral.stft(x, stft)
+        times["stft"] += time.perf_counter() - t
+        r = model.context
+        mag = torch.nn.functional.pad(spec.abs(), (r, r))
+        for a in range(0, total, separator.chunk_frames):
+            b = min(a + separator.chunk_frames, total)
+            t = time.perf_counter()
+            logits = model(mag[None, ..., a: b + 2 * r])[0]
+            times["network"] += time.perf_counter() - t
+            t = time.perf_counter()
+            masks = inference_masks(logits, "soft")
+            times["masks"] += time.perf_counter() - t
+            t = time.perf_counter()
+            reconstruct(spec[..., a:b], masks, groups, a, total, stft)
+            times["reconstruct (mask x STFT + iSTFT)"] += time.perf_counter() - t
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--long-minutes", type=float, default=60.0)
+    parser.add_argument("--checkpoint", default="default")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    print(f"command: {' '.join(['python', *sys.argv])}  (torch threads: {torch.get_num_threads()})")
+    with tempfile.TemporaryDirectory(prefix="stems-bench-") as tmp:
+        tmp = Path(tmp)
+        audio, what = song(args.minutes * 60)
+        path = tmp / "song.wav"
+        sf.write(path, audio.T, RATE, subtype="PCM_16")
+        run_cli(path, tmp / "warm", args.checkpoint)  # page cache, first-import costs
+        seconds, peak = run_cli(path, tmp / "out", args.checkpoint)
+        duration = audio.shape[1] / RATE
+        print(f"{args.minutes:g}-minute stereo song ({what}), file -> 4 wav files, model load included: "
+              f"{seconds:.2f} s = {duration / seconds:.1f}x real time, peak RSS {peak:.0f} MB")
+        for name, value in stages(audio, args.checkpoint).items():
+            print(f"  {name:36s} {value:6.2f} s  ({value / duration * 60:.2f} s per minute of audio)")
+        if args.long_minutes > 0:
+            reps = int(np.ceil(args.long_minutes / args.minutes))
+            long_path = tmp / "long.wav"
+            with sf.SoundFile(long_path, "w", RATE, 2, "PCM_16") as handle:
+                for _ in range(reps):
+                    handle.write(audio.T)
+            del audio
+            (tmp / "out").exists() and subprocess.run(["rm", "-rf", str(tmp / "out")], check=True)
+            seconds, peak = run_cli(long_path, tmp / "long-out", args.checkpoint)
+            minutes = reps * args.minutes
+            print(f"{minutes:g}-minute file: {seconds:.1f} s = {minutes * 60 / seconds:.1f}x real time, peak RSS {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
