@@ -148,6 +148,42 @@ def info(
     Console().print(table)
 
 
+@app.command(epilog="Example: stems train configs/default.yaml --set train.steps=500 --out runs/try1   |   stems train --resume runs/try1")
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (configs/*.yaml); defaults in stems/config.py."),
+    overrides: list[str] = typer.Option([], "--set", help="Override any key: --set train.lr=1e-3 --set model.widths=[8,16,32]."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its last save."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<config name>)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Train a model; the best checkpoint by validation SDR is written into the run directory."""
+    from .config import ConfigError, load_config
+    from .train import train as run_training
+
+    if resume is not None:
+        if not (resume / "config.yaml").is_file():
+            _fail(f"{resume}: not a run directory (no config.yaml)")
+        config, run_dir = resume / "config.yaml", resume
+    else:
+        run_dir = out or Path("runs") / (config.stem if config else "default")
+    try:
+        resolved = load_config(config, overrides)
+    except ConfigError as error:
+        _fail(str(error), 2)
+    with Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
+        task = progress.add_task("train", total=resolved.train.steps, info="")
+
+        def report(step: int, total: int, loss: float, rate: float) -> None:
+            progress.update(task, completed=step, info=f"loss {loss:.4f}  {rate:.1f} examples/s")
+
+        try:
+            best = run_training(resolved, run_dir, resume=resume is not None, device=device, progress=report)
+        except StemsError as error:
+            _fail(str(error))
+    console.print(f"run directory: {run_dir}; checkpoint: {best}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover - entry point
     app(prog_name="stems")
 

@@ -118,7 +118,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     excerpt = (cfg.excerpt_frames + 2 * r - 1) * config.stft.hop_length + config.stft.n_fft
     sampler = ExcerptSampler(train_songs, excerpt, cfg.seed, cfg.remix_probability, cfg.gain_range_db)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = min(500, cfg.steps // 10)
+    warmup = max(1, min(500, cfg.steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     step, best = 0, {"score": -math.inf, "path": None}
@@ -175,4 +175,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
                           "schedule": schedule.state_dict(), "sampler": json.dumps(sampler.state()),
                           "torch_rng": torch.get_rng_state(), "step": step, "best": json.dumps(best)}, state_path)
     log.close()
+    if not valid_songs:  # nothing to pick a best by: the final weights are the result
+        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs]},
+                "metrics": {}}
+        return save_checkpoint(model, config.stft, card, run_dir, "last")
     return Path(best["path"]) if best["path"] else None

@@ -1,0 +1,42 @@
+import pytest
+
+from stems.config import Config, ConfigError, STFTConfig, load_config
+
+
+def test_defaults_yaml_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  widths: [8, 16, 32]\ntrain:\n  lr: 0.01\n")
+    config = load_config(path, ["train.steps=7", "stft.hop_length=512"])
+    assert config.model.widths == (8, 16, 32)
+    assert config.train.lr == 0.01 and config.train.steps == 7 and config.stft.hop_length == 512
+    assert load_config() == Config()
+
+
+def test_shipped_configs_load():
+    load_config("configs/default.yaml")
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.stepz=3", "unknown config key 'train.stepz'"),
+    ("train.steps=many", "'train.steps' must be an integer"),
+    ("model.widths=3", "'model.widths' must be a list"),
+    ("train=3", "'train' must be a mapping"),
+    ("nokey", "must look like key.sub=value"),
+])
+def test_bad_keys_and_types_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(bad)
+
+
+def test_hop_must_divide_n_fft():
+    with pytest.raises(ConfigError, match="multiple"):
+        STFTConfig(n_fft=2048, hop_length=1000)
