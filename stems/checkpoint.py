@@ -7,6 +7,7 @@ file's sha256 are part of its name (`name-<sha8>.pt`) and are checked on load.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,8 +23,7 @@ from .model import MaskNet
 
 FORMAT = "stems-checkpoint-v1"
 CHECKPOINT_DIR = Path(os.environ.get("STEMS_CHECKPOINT_DIR", Path(__file__).resolve().parent.parent / "checkpoints"))
-# The registry of shipped models: name -> file in CHECKPOINT_DIR.
-MODELS: dict[str, str] = {"default": "default-bdd8899d.pt"}
+REGISTRY = "registry.json"  # in CHECKPOINT_DIR: the shipped models, name -> file
 _SHA_NAME = re.compile(r"-([0-9a-f]{8})\.pt$")
 
 
@@ -35,12 +35,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def registry() -> dict[str, str]:
+    """The shipped models: name -> checkpoint file name in CHECKPOINT_DIR."""
+    path = CHECKPOINT_DIR / REGISTRY
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def resolve(name_or_path: str | Path | None) -> Path:
     """A registry name ("default") or a path -> the checkpoint file."""
+    name = "default" if name_or_path is None else str(name_or_path)
+    models = registry()
+    if name in models:
+        return CHECKPOINT_DIR / models[name]
     if name_or_path is None:
-        name_or_path = "default"
-    if str(name_or_path) in MODELS:
-        return CHECKPOINT_DIR / MODELS[str(name_or_path)]
+        raise StemsError(f"{CHECKPOINT_DIR / REGISTRY}: no default model is registered")
     return Path(name_or_path)
 
 
@@ -50,7 +58,7 @@ def save_checkpoint(model: MaskNet, stft: STFTConfig, card: dict[str, Any], dire
     full_card = {
         "format": FORMAT,
         "model": "MaskNet",
-        "stft": vars(stft) | {},
+        "stft": dataclasses.asdict(stft),
         "model_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(model.config).items()},
         "parameters": sum(p.numel() for p in model.parameters()),
         "context_frames": model.window_frames,

@@ -184,6 +184,79 @@ def train(
     console.print(f"run directory: {run_dir}; checkpoint: {best}", highlight=False)
 
 
+@app.command(epilog="Example: stems evaluate --musdb ../shared/data/musdb18-7s --split valid --mask soft,binary --oracle mix,ibm,argmax,irm --jobs 2")
+def evaluate(
+    musdb_root: Path = typer.Option(..., "--musdb", help="MUSDB18 root (.stem.mp4 files under train/ and test/)."),
+    subset: str = typer.Option("train", "--subset", help="train or test."),
+    split: Optional[str] = typer.Option("valid", "--split", help="With --subset train: train or valid."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint file or registry name (default: the shipped model)."),
+    masks: str = typer.Option("soft,binary", "--mask", help="Mask kinds to score for the model (comma-separated); empty for none."),
+    oracles: str = typer.Option("mix,ibm,argmax,irm", "--oracle", help=f"Baselines: {', '.join(('mix', 'ibm', 'argmax', 'irm'))} (comma-separated)."),
+    jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),
+    cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache (resume)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every track's scores as JSON."),
+) -> None:
+    """Per-stem SDR (BSSEval v4, SiSEC 2018 aggregation) of the model and oracle baselines."""
+    import numpy as np
+    from rich.progress import MofNCompleteColumn
+
+    from .data import musdb_songs
+    from .evaluate import ORACLES, evaluate_systems, oracle_estimates, summary_table
+    from .masks import MASK_KINDS
+    from .separator import Separator
+
+    mask_kinds = [m for m in masks.split(",") if m]
+    oracle_kinds = [o for o in oracles.split(",") if o]
+    for kind in mask_kinds:
+        if kind not in MASK_KINDS:
+            _fail(f"--mask {kind}: choose from {', '.join(MASK_KINDS)}", 2)
+    for kind in oracle_kinds:
+        if kind not in ORACLES:
+            _fail(f"--oracle {kind}: choose from {', '.join(ORACLES)}", 2)
+    try:
+        songs = musdb_songs(musdb_root, split or "train", Path(".cache/stems-data"), subset=subset)
+    except Exception as error:  # musdb raises bare errors for wrong roots
+        _fail(f"{musdb_root}: cannot read MUSDB18 ({error})")
+    if not songs:
+        _fail(f"{musdb_root}: no MUSDB18 tracks in subset '{subset}' split '{split}'")
+    separator = None
+    if mask_kinds:
+        try:
+            separator = Separator.from_checkpoint(checkpoint)
+        except StemsError as error:
+            _fail(str(error))
+    names = separator.sources if separator else ("drums", "bass", "other", "vocals")
+    systems = {}
+    for kind in mask_kinds:
+        label = f"stems {Path(separator.card['path']).stem} {kind}"
+        systems[label] = lambda refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
+    from .config import STFTConfig
+
+    for kind in oracle_kinds:
+        label = "mixture" if kind == "mix" else f"oracle {kind.upper()}"
+        systems[label] = lambda refs, kind=kind: oracle_estimates(refs, names, kind, STFTConfig())
+    tracks = [(song.name, np.asarray(song.stems, dtype=np.float32)) for song in songs]
+    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("score", total=len(tracks) * len(systems))
+        results = evaluate_systems(tracks, systems, names, cache_dir, jobs, lambda: progress.advance(task))
+    table_values = summary_table(results, names)
+    table = Table(title=f"SDR (dB), BSSEval v4: median over 1-s frames, then over {len(tracks)} tracks "
+                        f"({subset}{'/' + split if split and subset == 'train' else ''})")
+    table.add_column("system")
+    for column in (*names, "mean"):
+        table.add_column(column, justify="right")
+    for system, row in table_values.items():
+        table.add_row(system, *(f"{row[c]:.2f}" for c in (*names, "mean")))
+    Console().print(table)
+    ibm = table_values.get("oracle IBM")
+    for system, row in table_values.items():
+        if ibm and system.startswith("stems"):
+            Console().print(f"{system}: mean SDR = {100 * row['mean'] / ibm['mean']:.0f}% of the oracle IBM1 mean")
+    if json_out is not None:
+        json_out.write_text(json.dumps({"summary": table_values, "tracks": results}, indent=1))
+
+
 def main() -> None:  # pragma: no cover - entry point
     app(prog_name="stems")
 

@@ -1,11 +1,21 @@
 """Scoring the SiSEC 2018 way: BSSEval v4 (museval) over 1-second windows, median over windows
-per track and stem, then median over tracks."""
+per track and stem, then median over tracks; oracle masks as baselines."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from pathlib import Path
+from typing import Callable
 
-METRICS = ("SDR", "SIR", "ISR", "SAR")
+import numpy as np
+import torch
+
+from . import spectral
+from .config import STFTConfig
+from .masks import binary_targets, ratio_targets
+from .reconstruct import apply_mask
+
+METRICS = ("SDR", "ISR", "SIR", "SAR")  # the order museval.evaluate returns them in
 
 
 def score_track(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray],
@@ -24,7 +34,7 @@ def score_track(references: dict[str, np.ndarray], estimates: dict[str, np.ndarr
     est = np.stack([estimates[n].T for n in names]).astype(np.float64)
     values = museval.evaluate(ref, est, win=sample_rate, hop=sample_rate)
     with np.errstate(all="ignore"):
-        return {n: {m: float(np.nanmedian(values[k][i])) if np.isfinite(values[k][i]).any() else float("nan")
+        return {n: {m: float(np.nanmedian(values[k][i])) if not np.isnan(values[k][i]).all() else float("nan")
                     for k, m in enumerate(METRICS)} for i, n in enumerate(names)}
 
 
@@ -34,3 +44,102 @@ def median_over_tracks(per_track: list[dict[str, dict[str, float]]], metric: str
     out = {s: float(np.nanmedian([t[s][metric] for t in per_track])) for s in stems}
     out["mean"] = float(np.mean([out[s] for s in stems]))
     return out
+
+
+ORACLES = ("mix", "ibm", "argmax", "irm")
+
+
+def oracle_masks(stem_specs: torch.Tensor, kind: str) -> torch.Tensor:
+    """Masks computed from the true stems.
+
+    Args:
+        stem_specs: (sources, channels, bins, frames) complex STFTs of the references.
+        kind: "ibm" (IBM1 of SiSEC 2018: a bin belongs to a source when its magnitude is at least
+            half the mix's; masks need not sum to one), "argmax" (the competing binary masks of
+            this model family: each bin to its dominant source), "irm" (IRM1: |S_i| / sum_j |S_j|).
+    """
+    mags = stem_specs.abs()
+    if kind == "ibm":
+        return (mags >= 0.5 * stem_specs.sum(dim=0).abs()).float()
+    if kind == "argmax":
+        return binary_targets(mags)
+    if kind == "irm":
+        return ratio_targets(mags)
+    raise ValueError(f"unknown oracle '{kind}' (choose from {', '.join(ORACLES)})")
+
+
+def oracle_estimates(stems: np.ndarray, names: tuple[str, ...], kind: str, stft: STFTConfig) -> dict[str, np.ndarray]:
+    """(sources, channels, samples) references -> {stem: (channels, samples)} oracle estimates;
+    kind "mix" is the mixture as every stem's estimate."""
+    mix = stems.sum(axis=0)
+    if kind == "mix":
+        return {name: mix for name in names}
+    specs = spectral.stft(torch.from_numpy(np.ascontiguousarray(stems)), stft)
+    masks = oracle_masks(specs, kind)
+    waves = spectral.istft(apply_mask(specs.sum(dim=0, keepdim=True), masks), stems.shape[-1], stft)
+    return {name: waves[i].numpy() for i, name in enumerate(names)}
+
+
+def _score_job(job: tuple) -> tuple[str, str, dict]:
+    """Worker: (system, track name, references (S, C, N), estimates {stem: (C, N)}) -> scores."""
+    system, track, names, references, estimates = job
+    return system, track, score_track({n: references[i] for i, n in enumerate(names)}, estimates)
+
+
+def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Callable[[np.ndarray], dict]],
+                     names: tuple[str, ...], cache_dir: Path | None = None, jobs: int = 1,
+                     progress: Callable[[], None] | None = None) -> dict[str, dict[str, dict]]:
+    """Score every system on every track, `jobs` tracks at a time; results are cached per
+    (system, track) as JSON so an interrupted evaluation resumes.
+
+    Args:
+        tracks: (name, references (sources, channels, samples)).
+        systems: system key (stable: it names the cache) -> estimator(references) -> {stem: (C, N)}.
+    Returns:
+        {system: {track: {stem: {metric: value}}}}.
+    """
+    results: dict[str, dict[str, dict]] = {s: {} for s in systems}
+    pending = []
+    for system, estimate in systems.items():
+        for track, references in tracks:
+            cached = _cache_file(cache_dir, system, track)
+            if cached is not None and cached.is_file():
+                results[system][track] = json.loads(cached.read_text())
+                if progress:
+                    progress()
+                continue
+            pending.append((system, track, names, references, estimate(references)))
+
+    def store(system: str, track: str, scores: dict) -> None:
+        results[system][track] = scores
+        cached = _cache_file(cache_dir, system, track)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.with_suffix(".tmp").write_text(json.dumps(scores))
+            cached.with_suffix(".tmp").replace(cached)
+        if progress:
+            progress()
+
+    if jobs > 1 and len(pending) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as pool:
+            for system, track, scores in pool.map(_score_job, pending):
+                store(system, track, scores)
+    else:
+        for job in pending:
+            store(*_score_job(job))
+    return results
+
+
+def _cache_file(cache_dir: Path | None, system: str, track: str) -> Path | None:
+    if cache_dir is None:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{system}__{track}")
+    return cache_dir / f"{safe}.json"
+
+
+def summary_table(results: dict[str, dict[str, dict]], names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """{system: {stem: median over tracks of median SDR, "mean": mean over stems}}."""
+    return {system: median_over_tracks([per_track[t] for t in sorted(per_track)]) for system, per_track in results.items()
+            if per_track}
