@@ -184,25 +184,31 @@ def train(
     console.print(f"run directory: {run_dir}; checkpoint: {best}", highlight=False)
 
 
-@app.command(epilog="Example: stems evaluate --musdb ../shared/data/musdb18-7s --split valid --mask soft,binary --oracle mix,ibm,argmax,irm --jobs 2")
+@app.command(epilog="Example: stems evaluate --musdb ../shared/data/musdb18-7s --split valid --jobs 2 --markdown valid.md --chart valid.png")
 def evaluate(
-    musdb_root: Path = typer.Option(..., "--musdb", help="MUSDB18 root (.stem.mp4 files under train/ and test/)."),
-    subset: str = typer.Option("train", "--subset", help="train or test."),
+    musdb_root: Optional[Path] = typer.Option(None, "--musdb", help="MUSDB18 root (train/ and test/ folders of .stem.mp4)."),
+    subset: str = typer.Option("train", "--subset", help="MUSDB subset: train or test."),
     split: Optional[str] = typer.Option("valid", "--split", help="With --subset train: train or valid."),
+    is_wav: bool = typer.Option(False, "--is-wav", help="MUSDB18 in its wav layout."),
+    stems_dir: Optional[Path] = typer.Option(None, "--stems-dir", help="References as <DIR>/<song>/{drums,bass,other,vocals}.*"),
+    estimates: Optional[Path] = typer.Option(None, "--estimates", help="Also score another system's outputs <DIR>/<track>/<stem>.wav."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint file or registry name (default: the shipped model)."),
-    masks: str = typer.Option("soft,binary", "--mask", help="Mask kinds to score for the model (comma-separated); empty for none."),
-    oracles: str = typer.Option("mix,ibm,argmax,irm", "--oracle", help=f"Baselines: {', '.join(('mix', 'ibm', 'argmax', 'irm'))} (comma-separated)."),
+    masks: str = typer.Option("soft,binary", "--mask", help="Mask kinds to score for the model, comma-separated; '' for none."),
+    oracles: str = typer.Option("mix,ibm,argmax,irm", "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm; '' for none."),
     jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),
-    cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache (resume)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every track's scores as JSON."),
+    cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache: an interrupted run resumes."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary and every track's scores as JSON."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the summary table as markdown."),
+    chart: Optional[Path] = typer.Option(None, "--chart", help="Write a PNG bar chart of per-stem SDR."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Track name: write <TRACK>.masks.png (mix, predicted and oracle masks)."),
 ) -> None:
-    """Per-stem SDR (BSSEval v4, SiSEC 2018 aggregation) of the model and oracle baselines."""
-    import numpy as np
+    """Per-stem SDR (BSSEval v4 over 1-s frames; median over frames, then over tracks, as SiSEC
+    2018) of the model, other systems' estimates and oracle baselines, on the same tracks."""
     from rich.progress import MofNCompleteColumn
 
-    from .data import musdb_songs
-    from .evaluate import ORACLES, evaluate_systems, oracle_estimates, summary_table
-    from .masks import MASK_KINDS
+    from .config import STFTConfig
+    from .evaluate import ORACLES, estimates_reader, evaluate_systems, oracle_estimates, reference_tracks, summary_table
+    from .report import bar_chart, markdown_table
     from .separator import Separator
 
     mask_kinds = [m for m in masks.split(",") if m]
@@ -214,47 +220,74 @@ def evaluate(
         if kind not in ORACLES:
             _fail(f"--oracle {kind}: choose from {', '.join(ORACLES)}", 2)
     try:
-        songs = musdb_songs(musdb_root, split or "train", Path(".cache/stems-data"), subset=subset)
-    except Exception as error:  # musdb raises bare errors for wrong roots
-        _fail(f"{musdb_root}: cannot read MUSDB18 ({error})")
-    if not songs:
-        _fail(f"{musdb_root}: no MUSDB18 tracks in subset '{subset}' split '{split}'")
-    separator = None
-    if mask_kinds:
-        try:
-            separator = Separator.from_checkpoint(checkpoint)
-        except StemsError as error:
-            _fail(str(error))
-    names = separator.sources if separator else ("drums", "bass", "other", "vocals")
+        tracks = reference_tracks(musdb_root, subset, split, is_wav, stems_dir, Path(".cache/stems-data"))
+        separator = Separator.from_checkpoint(checkpoint) if mask_kinds or plot else None
+    except StemsError as error:
+        _fail(str(error))
+    names = ("drums", "bass", "other", "vocals")
     systems = {}
     for kind in mask_kinds:
-        label = f"stems {Path(separator.card['path']).stem} {kind}"
-        systems[label] = lambda refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
-    from .config import STFTConfig
-
+        systems[f"stems {Path(separator.card['path']).stem} {kind}"] = \
+            lambda track, refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
+    if estimates is not None:
+        systems[f"estimates {estimates.name}"] = estimates_reader(estimates, names)
     for kind in oracle_kinds:
-        label = "mixture" if kind == "mix" else f"oracle {kind.upper()}"
-        systems[label] = lambda refs, kind=kind: oracle_estimates(refs, names, kind, STFTConfig())
-    tracks = [(song.name, np.asarray(song.stems, dtype=np.float32)) for song in songs]
-    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:
-        task = progress.add_task("score", total=len(tracks) * len(systems))
-        results = evaluate_systems(tracks, systems, names, cache_dir, jobs, lambda: progress.advance(task))
-    table_values = summary_table(results, names)
-    table = Table(title=f"SDR (dB), BSSEval v4: median over 1-s frames, then over {len(tracks)} tracks "
-                        f"({subset}{'/' + split if split and subset == 'train' else ''})")
-    table.add_column("system")
-    for column in (*names, "mean"):
-        table.add_column(column, justify="right")
-    for system, row in table_values.items():
-        table.add_row(system, *(f"{row[c]:.2f}" for c in (*names, "mean")))
-    Console().print(table)
-    ibm = table_values.get("oracle IBM")
-    for system, row in table_values.items():
-        if ibm and system.startswith("stems"):
-            Console().print(f"{system}: mean SDR = {100 * row['mean'] / ibm['mean']:.0f}% of the oracle IBM1 mean")
-    if json_out is not None:
-        json_out.write_text(json.dumps({"summary": table_values, "tracks": results}, indent=1))
+        systems["mixture" if kind == "mix" else f"oracle {kind.upper()}"] = \
+            lambda track, refs, kind=kind: oracle_estimates(refs, names, kind, STFTConfig())
+    where = f"{'MUSDB18 ' + subset + ('/' + split if split and subset == 'train' else '') if musdb_root else stems_dir}"
+    title = f"SDR (dB), BSSEval v4, median over 1-s frames then over {len(tracks)} tracks of {where}"
+    if systems:
+        with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("score", total=len(tracks) * len(systems))
+            try:
+                results = evaluate_systems(tracks, systems, names, cache_dir, jobs, lambda: progress.advance(task))
+            except StemsError as error:
+                _fail(str(error))
+        summary = summary_table(results, names)
+        table = Table(title=title)
+        table.add_column("system")
+        for column in (*names, "mean"):
+            table.add_column(column, justify="right")
+        for system, row in summary.items():
+            table.add_row(system, *(f"{row[c]:.2f}" for c in (*names, "mean")))
+        Console().print(table)
+        ibm = summary.get("oracle IBM")
+        for system, row in summary.items():
+            if ibm and not system.startswith(("oracle", "mixture")):
+                Console().print(f"{system}: mean SDR {row['mean']:.2f} dB = {100 * row['mean'] / ibm['mean']:.0f}% of the oracle IBM1 mean")
+        if json_out is not None:
+            json_out.write_text(json.dumps({"summary": summary, "tracks": results}, indent=1))
+        if markdown is not None:
+            markdown.write_text(markdown_table(summary, names, title))
+        if chart is not None:
+            bar_chart(summary, names, chart, title)
+    if plot is not None:
+        _plot_track(plot, tracks, separator, mask_kinds[0] if mask_kinds else "soft")
+
+
+def _plot_track(name: str, tracks, separator, mask: str) -> None:
+    import torch
+
+    from . import spectral
+    from .evaluate import oracle_masks
+    from .masks import inference_masks
+    from .report import mask_plot
+
+    found = dict(tracks).get(name)
+    if found is None:
+        _fail(f"--plot {name}: no such track (tracks: {', '.join(t for t, _ in tracks)})")
+    stems_spec = spectral.stft(torch.from_numpy(found), separator.stft)
+    mix_spec = stems_spec.sum(dim=0)
+    r = separator.model.context
+    with torch.inference_mode():
+        logits = separator.model(torch.nn.functional.pad(mix_spec.abs(), (r, r))[None])[0]
+    predicted = inference_masks(logits, mask)[:, 0].numpy()
+    oracle = oracle_masks(stems_spec, "argmax")[:, 0].numpy()
+    path = Path(f"{name}.masks.png")
+    mask_plot(mix_spec[0].abs().numpy(), predicted, oracle, separator.sources, separator.sample_rate,
+              separator.stft.hop_length, path, f"{name}: {mask} masks of {Path(separator.card['path']).name} vs oracle argmax")
+    console.print(f"wrote {path}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - entry point

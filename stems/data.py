@@ -50,11 +50,11 @@ def _cached(cache_dir: Path, kind: str, key: str, decode) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "train") -> list[Song]:
+def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "train", is_wav: bool = False) -> list[Song]:
     """MUSDB18 tracks of `subset`/`split` ("train" or "valid") as Songs."""
     import musdb
 
-    database = musdb.DB(root=str(root), subsets=subset, split=split if subset == "train" else None)
+    database = musdb.DB(root=str(root), subsets=subset, split=split if subset == "train" else None, is_wav=is_wav)
     songs = []
     for track in database.tracks:
         def decode(track=track):

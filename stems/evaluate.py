@@ -12,6 +12,7 @@ import torch
 
 from . import spectral
 from .config import STFTConfig
+from .errors import StemsError
 from .masks import binary_targets, ratio_targets
 from .reconstruct import apply_mask
 
@@ -86,7 +87,7 @@ def _score_job(job: tuple) -> tuple[str, str, dict]:
     return system, track, score_track({n: references[i] for i, n in enumerate(names)}, estimates)
 
 
-def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Callable[[np.ndarray], dict]],
+def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Callable[[str, np.ndarray], dict]],
                      names: tuple[str, ...], cache_dir: Path | None = None, jobs: int = 1,
                      progress: Callable[[], None] | None = None) -> dict[str, dict[str, dict]]:
     """Score every system on every track, `jobs` tracks at a time; results are cached per
@@ -94,7 +95,7 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
 
     Args:
         tracks: (name, references (sources, channels, samples)).
-        systems: system key (stable: it names the cache) -> estimator(references) -> {stem: (C, N)}.
+        systems: system key (stable: it names the cache) -> estimator(track name, references) -> {stem: (C, N)}.
     Returns:
         {system: {track: {stem: {metric: value}}}}.
     """
@@ -108,7 +109,7 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
                 if progress:
                     progress()
                 continue
-            pending.append((system, track, names, references, estimate(references)))
+            pending.append((system, track, names, references, estimate(track, references)))
 
     def store(system: str, track: str, scores: dict) -> None:
         results[system][track] = scores
@@ -143,3 +144,43 @@ def summary_table(results: dict[str, dict[str, dict]], names: tuple[str, ...]) -
     """{system: {stem: median over tracks of median SDR, "mean": mean over stems}}."""
     return {system: median_over_tracks([per_track[t] for t in sorted(per_track)]) for system, per_track in results.items()
             if per_track}
+
+
+def reference_tracks(musdb_root: Path | None, subset: str, split: str | None, is_wav: bool,
+                     stems_dir: Path | None, cache_dir: Path) -> list[tuple[str, np.ndarray]]:
+    """(track name, references (sources, channels, samples)) from MUSDB18 or a stems folder."""
+    from .data import musdb_songs, stem_folder_songs
+
+    if (musdb_root is None) == (stems_dir is None):
+        raise StemsError("give exactly one source of references: --musdb ROOT or --stems-dir DIR")
+    if stems_dir is not None:
+        songs = stem_folder_songs(stems_dir, cache_dir)
+    else:
+        try:
+            songs = musdb_songs(musdb_root, split or "train", cache_dir, subset=subset, is_wav=is_wav)
+        except StemsError:
+            raise
+        except Exception as error:  # musdb raises bare errors for wrong roots
+            raise StemsError(f"{musdb_root}: cannot read MUSDB18 ({error})") from None
+        if not songs:
+            raise StemsError(f"{musdb_root}: no MUSDB18 tracks in subset '{subset}'" + (f" split '{split}'" if split else ""))
+    return [(song.name, np.asarray(song.stems, dtype=np.float32)) for song in songs]
+
+
+def estimates_reader(directory: Path, names: tuple[str, ...], sample_rate: int = 44100):
+    """A system that reads another separator's outputs `directory/<track>/<stem>.wav`."""
+    from .audio import load
+
+    def read(track: str, references: np.ndarray) -> dict[str, np.ndarray]:
+        estimates = {}
+        for name in names:
+            path = directory / track / f"{name}.wav"
+            if not path.is_file():
+                raise StemsError(f"{path}: estimate missing for track '{track}'")
+            audio = load(path, sample_rate)
+            audio = audio if audio.shape[0] == references.shape[1] else np.repeat(audio[:1], references.shape[1], 0)
+            length = references.shape[-1]
+            estimates[name] = np.pad(audio, ((0, 0), (0, max(0, length - audio.shape[-1]))))[:, :length]
+        return estimates
+
+    return read

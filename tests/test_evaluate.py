@@ -58,7 +58,7 @@ def test_median_of_medians():
 def test_results_are_cached_and_resumed(tmp_path, references):
     calls = []
 
-    def system(refs):
+    def system(track, refs):
         calls.append(1)
         return {n: refs.sum(axis=0) for n in NAMES}
 
@@ -66,3 +66,39 @@ def test_results_are_cached_and_resumed(tmp_path, references):
     first = evaluate_systems(tracks, {"mix": system}, NAMES, cache_dir=tmp_path)
     again = evaluate_systems(tracks, {"mix": system}, NAMES, cache_dir=tmp_path)
     assert len(calls) == 1 and first == again
+
+
+def _stems_dir(root, seconds=2.0):
+    import soundfile as sf
+
+    for song in ("one", "two"):
+        for i, stem in enumerate(NAMES):
+            (root / song).mkdir(parents=True, exist_ok=True)
+            sf.write(root / song / f"{stem}.wav", synth(seconds, seed=10 * i + len(song)).T * 0.4, 44100)
+
+
+def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stems.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    _stems_dir(tmp_path / "refs")
+    # another system's outputs: the references themselves for one track only
+    (tmp_path / "est" / "one").mkdir(parents=True)
+    for stem in NAMES:
+        (tmp_path / "est" / "one" / f"{stem}.wav").write_bytes((tmp_path / "refs" / "one" / f"{stem}.wav").read_bytes())
+    common = ["evaluate", "--stems-dir", "refs", "--checkpoint", str(tiny_checkpoint), "--cache", "cache"]
+    missing = CliRunner().invoke(app, common + ["--mask", "", "--oracle", "", "--estimates", "est"])
+    assert missing.exit_code == 1 and "estimate missing for track 'two'" in missing.output
+    result = CliRunner().invoke(app, common + ["--mask", "soft", "--oracle", "mix", "--json", "r.json",
+                                               "--markdown", "r.md", "--chart", "r.png", "--plot", "one"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert set(summary) == {f"stems {tiny_checkpoint.stem} soft", "mixture"}
+    assert "| mixture |" in (tmp_path / "r.md").read_text()
+    assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "one.masks.png").stat().st_size > 1000
+    both = CliRunner().invoke(app, ["evaluate", "--stems-dir", "refs", "--musdb", "x"])
+    assert both.exit_code == 1 and "exactly one source" in both.output

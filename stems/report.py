@@ -1,0 +1,78 @@
+"""Evaluation reports: a markdown table, a bar chart of per-stem SDR against the baselines, and a
+picture of one track's mix spectrogram with its predicted and oracle masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def markdown_table(summary: dict[str, dict[str, float]], names: tuple[str, ...], title: str) -> str:
+    """summary: {system: {stem: SDR, "mean": SDR}} -> a markdown table, one row per system."""
+    columns = (*names, "mean")
+    lines = [f"**{title}**", "", "| system | " + " | ".join(columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for system, row in summary.items():
+        lines.append(f"| {system} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def bar_chart(summary: dict[str, dict[str, float]], names: tuple[str, ...], path: Path, title: str) -> None:
+    """Grouped bars: one group per stem (and the mean), one bar per system."""
+    plt = _pyplot()
+    columns = (*names, "mean")
+    systems = list(summary)
+    width = 0.8 / max(1, len(systems))
+    figure, axis = plt.subplots(figsize=(2 + 1.6 * len(columns), 4.5))
+    for i, system in enumerate(systems):
+        values = [summary[system][c] for c in columns]
+        axis.bar(np.arange(len(columns)) + (i - (len(systems) - 1) / 2) * width, values, width, label=system)
+    axis.set_xticks(np.arange(len(columns)), columns)
+    axis.axhline(0, color="black", linewidth=0.6)
+    axis.set_ylabel("SDR (dB)")
+    axis.set_title(title, fontsize=10)
+    axis.legend(fontsize=8, loc="best")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def mask_plot(mix_mag: np.ndarray, predicted: np.ndarray, oracle: np.ndarray, names: tuple[str, ...],
+              sample_rate: int, hop_length: int, path: Path, title: str) -> None:
+    """Mix log-spectrogram on top, then each stem's predicted mask beside its oracle mask.
+
+    Args:
+        mix_mag: (bins, frames) magnitudes (one channel).
+        predicted, oracle: (sources, bins, frames) masks in [0, 1].
+    """
+    plt = _pyplot()
+    bins, frames = mix_mag.shape
+    extent = (0, frames * hop_length / sample_rate, 0, sample_rate / 2 / 1000)
+    figure, axes = plt.subplots(1 + len(names), 2, figsize=(12, 2.2 * (1 + len(names))), sharex=True, sharey=True)
+    db = 20 * np.log10(mix_mag + 1e-6)
+    for axis in axes[0]:
+        axis.imshow(db, origin="lower", aspect="auto", extent=extent, vmin=db.max() - 80, vmax=db.max(), cmap="magma")
+        axis.set_title("mix (dB)", fontsize=9)
+    for row, name in enumerate(names, start=1):
+        for column, (masks, kind) in enumerate(((predicted, "predicted"), (oracle, "oracle"))):
+            axes[row, column].imshow(masks[row - 1], origin="lower", aspect="auto", extent=extent, vmin=0, vmax=1,
+                                     cmap="gray_r")
+            axes[row, column].set_title(f"{name}: {kind} mask", fontsize=9)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("kHz")
+    for axis in axes[-1]:
+        axis.set_xlabel("seconds")
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
