@@ -33,7 +33,7 @@ def main() -> None:
         "musdb_valid_bsseval_v4_sdr": {k.replace(f" {args.checkpoint.stem}", ""): v for k, v in summary.items()},
         "aggregation": "median over 1-s frames, then median over the 14 MUSDB18 valid tracks (7-s previews)",
         "command": args.command,
-        "training_quick_sdr": card.get("metrics", {}).get("valid_sdr_quick"),
+        "during_training": card.get("metrics", {}),
     }
     path = save_checkpoint(model, stft, card, CHECKPOINT_DIR, args.name)
     models = registry()

@@ -66,9 +66,13 @@ def save_checkpoint(model: MaskNet, stft: STFTConfig, card: dict[str, Any], dire
     }
     payload = {"format": FORMAT, "card": json.dumps(full_card, sort_keys=True), "state_dict": model.state_dict()}
     temporary = directory / f".{name}.tmp"
-    torch.save(payload, temporary)
-    final = directory / f"{name}-{sha256_of(temporary)[:8]}.pt"
-    os.replace(temporary, final)
+    try:
+        torch.save(payload, temporary)
+        final = directory / f"{name}-{sha256_of(temporary)[:8]}.pt"
+        os.replace(temporary, final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return final
 
 

@@ -65,9 +65,10 @@ def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "tr
     return songs
 
 
-def stem_folder_songs(root: str | Path, cache_dir: Path, sample_rate: int = 44100) -> list[Song]:
+def stem_folder_songs(root: str | Path, cache_dir: Path, sample_rate: int = 44100,
+                      skipped: list[str] | None = None) -> list[Song]:
     """Songs of a `<root>/<song>/{drums,bass,other,vocals}.<ext>` folder; a missing stem is silence.
-    Unreadable songs are skipped with a warning."""
+    Unreadable songs are skipped with a warning and their errors appended to `skipped`."""
     root = Path(root)
     if not root.is_dir():
         raise StemsError(f"{root}: stem folder not found")
@@ -91,6 +92,8 @@ def stem_folder_songs(root: str | Path, cache_dir: Path, sample_rate: int = 4410
             songs.append(Song(song_dir.name, _cached(cache_dir, "folders", str(song_dir.resolve()), decode)))
         except StemsError as error:
             log.warning("skipping %s: %s", song_dir, error)
+            if skipped is not None:
+                skipped.append(str(error))
     if not songs:
         raise StemsError(f"{root}: no usable song (expected <song>/{{{','.join(SOURCES)}}}.wav|flac|ogg|mp3)")
     return songs

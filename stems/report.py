@@ -76,3 +76,35 @@ def mask_plot(mix_mag: np.ndarray, predicted: np.ndarray, oracle: np.ndarray, na
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def training_curves(log_path: Path, path: Path) -> None:
+    """PNG of a run's log.jsonl: training loss (and its running mean) and validation SDR by step."""
+    import json
+
+    plt = _pyplot()
+    steps, losses, checks = [], [], []
+    for line in Path(log_path).read_text().splitlines():
+        entry = json.loads(line)
+        if "loss" in entry:
+            steps.append(entry["step"])
+            losses.append(entry["loss"])
+        elif "validation" in entry:
+            checks.append((entry["step"], {k: v["mean"] for k, v in entry["validation"].items()}))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot(steps, losses, alpha=0.3, label="loss")
+    if len(losses) >= 20:
+        window = max(10, len(losses) // 50)
+        left.plot(steps[window - 1:], np.convolve(losses, np.ones(window) / window, mode="valid"), label=f"mean of {window}")
+    left.set_xlabel("step")
+    left.set_ylabel("training loss")
+    left.legend()
+    for kind in (checks[0][1] if checks else {}):
+        right.plot([c[0] for c in checks], [c[1][kind] for c in checks], marker="o", label=f"{kind} masks")
+    right.set_xlabel("step")
+    right.set_ylabel("validation SDR, mean over stems (dB)")
+    if checks:
+        right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

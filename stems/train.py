@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from .data import ExcerptSampler, Song, musdb_songs, stem_folder_songs
 from .errors import StemsError
 from .masks import binary_targets, ratio_targets
 from .model import MaskNet
+from .report import training_curves
 from .separator import Separator
 
 LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse")
@@ -55,7 +57,10 @@ def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
-    """Median over songs of each stem's SDR, for soft and binary masks."""
+    """Median over songs of each stem's SDR, for soft and binary masks (`train.validation` says
+    which SDR: BSSEval v4's median over 1-s frames, or the quick whole-signal one)."""
+    from .evaluate import score_track
+
     model.eval()
     separator = Separator(model, config.stft)
     result = {}
@@ -64,10 +69,15 @@ def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
         for song in songs:
             stems = np.asarray(song.stems, dtype=np.float32)
             estimates = separator.separate(stems.sum(axis=0), config.stft.sample_rate, mask=mask)
-            for i, s in enumerate(SOURCES):
-                if np.abs(stems[i]).max() > 1e-4:
-                    scores[s].append(sdr(stems[i], estimates[s]))
-        per_stem = {s: float(np.median(v)) for s, v in scores.items() if v}
+            present = [i for i, s in enumerate(SOURCES) if np.abs(stems[i]).max() > 1e-4]
+            if config.train.validation == "bsseval":
+                values = score_track({SOURCES[i]: stems[i] for i in present}, {SOURCES[i]: estimates[SOURCES[i]] for i in present})
+                for i in present:
+                    scores[SOURCES[i]].append(values[SOURCES[i]]["SDR"])
+            else:
+                for i in present:
+                    scores[SOURCES[i]].append(sdr(stems[i], estimates[SOURCES[i]]))
+        per_stem = {s: float(np.nanmedian(v)) for s, v in scores.items() if v}
         result[mask] = per_stem | {"mean": float(np.mean(list(per_stem.values())))}
     model.train()
     return result
@@ -75,8 +85,12 @@ def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
 
 def _atomic_save(payload: dict, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    except BaseException:  # disk full, interrupt: the previous save stays whole
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config) -> None:
@@ -91,7 +105,8 @@ def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config)
         model.input_scale.copy_(1 / (logs.std(dim=1, keepdim=True) + 1e-3))
 
 
-def load_training_songs(config: Config) -> tuple[list[Song], list[Song]]:
+def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song], list[Song]]:
+    """(training songs, validation songs); unreadable songs are appended to `skipped`."""
     cache = Path(config.train.cache_dir)
     train_songs: list[Song] = []
     valid_songs: list[Song] = []
@@ -99,30 +114,75 @@ def load_training_songs(config: Config) -> tuple[list[Song], list[Song]]:
         train_songs += musdb_songs(config.train.musdb_root, "train", cache)
         valid_songs = musdb_songs(config.train.musdb_root, "valid", cache)
     for folder in config.train.stem_dirs:
-        train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate)
+        train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped)
     if not train_songs:
         raise StemsError("no training data: set train.musdb_root or train.stem_dirs")
     return train_songs, valid_songs
 
 
-def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cpu", progress=None) -> Path | None:
-    """Train (or resume) a run; returns the best checkpoint's path."""
+def _init_distributed(device: str) -> tuple[int, int]:
+    """(rank, world size); joins the process group that torchrun describes in the environment."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return (torch.distributed.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _gather(value, world: int) -> list:
+    if world == 1:
+        return [value]
+    gathered = [None] * world
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Drop log lines of steps after the last save: a resumed run writes them again."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= last_step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path | None  # the best (or, without validation data, the last) checkpoint; None off rank 0
+    model: MaskNet  # the final weights
+    skipped: list[str]  # songs that could not be read
+
+
+def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cpu", progress=None) -> TrainResult:
+    """Train (or resume) a run.
+
+    Under torchrun every process trains on its own random excerpts (seed + rank) and DDP averages
+    the gradients, so the weights stay identical across ranks; only rank 0 writes.
+    """
     cfg = config.train
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    train_songs, valid_songs = load_training_songs(config)
+    rank, world = _init_distributed(device)
+    if device.startswith("cuda") and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    writer = rank == 0
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    skipped: list[str] = []
+    train_songs, valid_songs = load_training_songs(config, skipped)
+    if config.train.loss not in LOSSES:
+        raise StemsError(f"unknown loss '{config.train.loss}' (choose from {', '.join(LOSSES)})")
+    if config.train.validation not in ("bsseval", "quick"):
+        raise StemsError(f"unknown train.validation '{config.train.validation}' (choose from bsseval, quick)")
     model = MaskNet(config.model, config.stft.n_bins).to(device)
     r = model.context
     excerpt = (cfg.excerpt_frames + 2 * r - 1) * config.stft.hop_length + config.stft.n_fft
-    sampler = ExcerptSampler(train_songs, excerpt, cfg.seed, cfg.remix_probability, cfg.gain_range_db)
+    sampler = ExcerptSampler(train_songs, excerpt, cfg.seed + 1000 * rank, cfg.remix_probability, cfg.gain_range_db)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, min(500, cfg.steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     step, best = 0, {"score": -math.inf, "path": None}
     state_path = run_dir / "state.pt"
+    log_path = run_dir / "log.jsonl"
     if resume and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
         try:
@@ -131,19 +191,26 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             raise StemsError(f"{state_path}: saved model does not fit this config ({str(error).splitlines()[0]})") from None
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        sampler.set_state(json.loads(state["sampler"]))
+        samplers = json.loads(state["sampler"])
+        samplers = [samplers] if isinstance(samplers, dict) else samplers  # runs saved before DDP support
+        if len(samplers) != world:
+            raise StemsError(f"{state_path}: saved by {len(samplers)} processes, resumed with {world}")
+        sampler.set_state(samplers[rank])
         torch.set_rng_state(state["torch_rng"])
         step, best = state["step"], json.loads(state["best"])
+        if writer:
+            _truncate_log(log_path, step)
     else:
         _init_normalisation(model, sampler, config)
-    log = open(run_dir / "log.jsonl", "a")
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model  # broadcasts rank 0's weights
+    log = open(log_path, "a") if writer else None
     model.train()
     started, started_step = time.time(), step
     while step < cfg.steps:
         stems = torch.from_numpy(sampler.batch(cfg.batch_size)).to(device)  # (B, S, C, N)
         stem_specs = spectral.stft_frames(stems, config.stft)
         mix_mag = stem_specs.sum(dim=1).abs()
-        logits = model(mix_mag)
+        logits = net(mix_mag)
         inner = slice(r, mix_mag.shape[-1] - r)
         loss = mask_loss(logits, mix_mag[..., inner], stem_specs[..., inner].abs(), cfg.loss)
         optimizer.zero_grad(set_to_none=True)
@@ -152,7 +219,10 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         optimizer.step()
         schedule.step()
         step += 1
-        rate = (step - started_step) * cfg.batch_size / (time.time() - started)
+        samplers = _gather(sampler.state(), world) if step % cfg.save_every == 0 or step == cfg.steps else None
+        if not writer:
+            continue
+        rate = (step - started_step) * cfg.batch_size * world / (time.time() - started)
         log.write(json.dumps({"step": step, "loss": round(loss.item(), 6), "lr": schedule.get_last_lr()[0],
                               "examples_per_s": round(rate, 2)}) + "\n")
         if progress is not None:
@@ -161,22 +231,62 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             scores = validate(model, config, valid_songs)
             score = max(scores["soft"]["mean"], scores["binary"]["mean"])
             log.write(json.dumps({"step": step, "validation": scores}) + "\n")
+            log.flush()
+            training_curves(log_path, run_dir / "curves.png")
             if score > best["score"]:
                 card = {"training": {"config": config.to_dict(), "step": step,
                                      "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs]},
-                        "metrics": {"valid_sdr_quick": scores, "note": "whole-signal SDR, median over the 14 MUSDB valid previews"}}
+                        "metrics": {"valid_sdr": scores, "validation": cfg.validation}}
                 path = save_checkpoint(model, config.stft, card, run_dir, "best")
                 if best["path"] and best["path"] != str(path):
                     Path(best["path"]).unlink(missing_ok=True)
                 best = {"score": score, "path": str(path)}
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if samplers is not None:
             log.flush()
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "schedule": schedule.state_dict(), "sampler": json.dumps(sampler.state()),
+                          "schedule": schedule.state_dict(), "sampler": json.dumps(samplers),
                           "torch_rng": torch.get_rng_state(), "step": step, "best": json.dumps(best)}, state_path)
+    if not writer:
+        return TrainResult(None, model, skipped)
     log.close()
     if not valid_songs:  # nothing to pick a best by: the final weights are the result
         card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs]},
                 "metrics": {}}
-        return save_checkpoint(model, config.stft, card, run_dir, "last")
-    return Path(best["path"]) if best["path"] else None
+        return TrainResult(save_checkpoint(model, config.stft, card, run_dir, "last"), model, skipped)
+    return TrainResult(Path(best["path"]) if best["path"] else None, model, skipped)
+
+
+def resolve_run(config_path: Path | None, overrides: list[str], out: Path | None, resume: Path | None) -> tuple[Config, Path]:
+    """The config and run directory of a new run (file + overrides) or a resumed one (its saved
+    config + overrides)."""
+    from .config import load_config
+
+    if resume is not None:
+        if not (resume / "config.yaml").is_file():
+            raise StemsError(f"{resume}: not a run directory (no config.yaml)")
+        return load_config(resume / "config.yaml", overrides), resume
+    return load_config(config_path, overrides), out or Path("runs") / (Path(config_path).stem if config_path else "default")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m stems.train CONFIG [--set k=v ...] [--out DIR | --resume DIR] [--device cpu|cuda]`,
+    the entry point for torchrun: `torchrun --nproc-per-node 2 -m stems.train configs/default.yaml --out runs/x`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m stems.train")
+    parser.add_argument("config", nargs="?")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--resume", type=Path)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    config, run_dir = resolve_run(args.config, args.overrides, args.out, args.resume)
+    result = train(config, run_dir, resume=args.resume is not None, device=args.device)
+    if result.checkpoint is not None:
+        print(f"run directory: {run_dir}; checkpoint: {result.checkpoint}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

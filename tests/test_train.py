@@ -45,3 +45,116 @@ def test_train_command_runs_resumes_and_exports(tmp_path):
 def test_train_rejects_bad_config(tmp_path):
     result = CliRunner().invoke(app, ["train", "--set", "train.bogus=1", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "unknown config key 'train.bogus'" in result.output
+
+
+def _settings(tmp_path, steps, save_every):
+    _stem_folder(tmp_path / "data") if not (tmp_path / "data").exists() else None
+    values = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'data'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
+              "model.widths=[4,8,8]", "train.batch_size=4", "train.excerpt_frames=16", f"train.steps={steps}",
+              f"train.save_every={save_every}", "train.threads=1"]
+    return [a for v in values for a in ("--set", v)]
+
+
+def _weights(run_dir):
+    import torch
+
+    payload = torch.load(next(run_dir.glob("last-*.pt")), weights_only=True)
+    return payload["state_dict"]
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """kill -9 mid-run, resume: the result equals an uninterrupted run with the same seed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    args = _settings(tmp_path, steps=40, save_every=5)
+    command = [sys.executable, "-m", "stems.train", *args]
+    subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True, capture_output=True, timeout=600)
+    victim = subprocess.Popen(command + ["--out", str(tmp_path / "cut")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "cut" / "state.pt"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert torch.load(state, weights_only=True)["step"] < 40
+    subprocess.run([sys.executable, "-m", "stems.train", "--resume", str(tmp_path / "cut"), "--set", "train.threads=1"],
+                   check=True, capture_output=True, timeout=600)
+    whole, resumed = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    assert all(torch.allclose(whole[k].float(), resumed[k].float(), atol=1e-6) for k in whole)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 41))
+
+
+def test_two_process_ddp_keeps_ranks_identical(tmp_path):
+    """torchrun with 2 CPU processes (gloo): after training, every rank holds the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    script = tmp_path / "ddp.py"
+    script.write_text(
+        "import os, sys, torch\n"
+        "from pathlib import Path\n"
+        "from stems.train import resolve_run, train\n"
+        "config, run_dir = resolve_run(None, sys.argv[2:], Path(sys.argv[1]), None)\n"
+        "result = train(config, run_dir)\n"
+        "torch.save(result.model.state_dict(), run_dir.parent / f\"rank{os.environ['RANK']}.pt\")\n")
+    overrides = [v for v in _settings(tmp_path, steps=4, save_every=2) if v != "--set"]
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(script), str(tmp_path / "run"), *overrides],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 4  # only rank 0 writes
+    assert json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])["step"] == 1
+
+
+def test_resume_with_another_model_shape_is_a_clear_error(tmp_path):
+    from stems.train import resolve_run, train
+    from stems.errors import StemsError
+    import pytest
+
+    overrides = [v for v in _settings(tmp_path, steps=2, save_every=2) if v != "--set"]
+    config, run_dir = resolve_run(None, overrides, tmp_path / "run", None)
+    train(config, run_dir)
+    wider, _ = resolve_run(None, [*overrides, "model.widths=[8,8,8]"], tmp_path / "run", None)
+    with pytest.raises(StemsError, match="state.pt: saved model does not fit this config"):
+        train(wider, run_dir, resume=True)
+
+
+def test_disk_full_while_saving_keeps_the_previous_state(tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+    import torch
+
+    from stems import train as train_module
+    from stems.train import resolve_run, train
+
+    overrides = [v for v in _settings(tmp_path, steps=2, save_every=2) if v != "--set"]
+    config, run_dir = resolve_run(None, overrides, tmp_path / "run", None)
+    train(config, run_dir)
+    before = (run_dir / "state.pt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        with open(path, "r+b") as handle:  # a write that ran out of space half way
+            handle.truncate(100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train_module.torch, "save", full_disk)
+    more, _ = resolve_run(run_dir / "config.yaml", ["train.steps=4"], None, None)
+    with pytest.raises(OSError):
+        train(more, run_dir, resume=True)
+    assert (run_dir / "state.pt").read_bytes() == before
+    assert not list(run_dir.glob(".*tmp"))
+    assert torch.load(run_dir / "state.pt", weights_only=True)["step"] == 2
