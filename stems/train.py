@@ -246,6 +246,9 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "schedule": schedule.state_dict(), "sampler": json.dumps(samplers),
                           "torch_rng": torch.get_rng_state(), "step": step, "best": json.dumps(best)}, state_path)
+    if world > 1:  # BatchNorm statistics are per rank: every rank ends with rank 0's, which it saved
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer, 0)
     if not writer:
         return TrainResult(None, model, skipped)
     log.close()
