@@ -194,8 +194,8 @@ def evaluate(
     stems_dir: Optional[Path] = typer.Option(None, "--stems-dir", help="References as <DIR>/<song>/{drums,bass,other,vocals}.*"),
     estimates: Optional[Path] = typer.Option(None, "--estimates", help="Also score another system's outputs <DIR>/<track>/<stem>.wav."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint file or registry name (default: the shipped model)."),
-    masks: str = typer.Option("soft,binary", "--mask", help="Mask kinds to score for the model, comma-separated; '' for none."),
-    oracles: str = typer.Option("mix,ibm,argmax,irm", "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm; '' for none."),
+    masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only --oracle is given); '' for none."),
+    oracles: Optional[str] = typer.Option(None, "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm (default all); '' for none."),
     jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),
     cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache: an interrupted run resumes."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary and every track's scores as JSON."),
@@ -212,8 +212,10 @@ def evaluate(
     from .report import bar_chart, markdown_table
     from .separator import Separator
 
+    if masks is None:
+        masks = "" if oracles is not None and estimates is None else "soft,binary"
     mask_kinds = [m for m in masks.split(",") if m]
-    oracle_kinds = [o for o in oracles.split(",") if o]
+    oracle_kinds = [o for o in (",".join(ORACLES) if oracles is None else oracles).split(",") if o]
     for kind in mask_kinds:
         if kind not in MASK_KINDS:
             _fail(f"--mask {kind}: choose from {', '.join(MASK_KINDS)}", 2)

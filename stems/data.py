@@ -50,8 +50,10 @@ def _cached(cache_dir: Path, kind: str, key: str, decode) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "train", is_wav: bool = False) -> list[Song]:
-    """MUSDB18 tracks of `subset`/`split` ("train" or "valid") as Songs."""
+def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "train", is_wav: bool = False,
+                skipped: list[str] | None = None) -> list[Song]:
+    """MUSDB18 tracks of `subset`/`split` ("train" or "valid") as Songs; unreadable tracks are
+    skipped with a warning and their errors appended to `skipped`."""
     import musdb
 
     database = musdb.DB(root=str(root), subsets=subset, split=split if subset == "train" else None, is_wav=is_wav)
@@ -61,7 +63,12 @@ def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "tr
             stems = track.stems  # (5, samples, 2): mixture, drums, bass, other, vocals
             order = [track.sources[s].stem_id for s in SOURCES]
             return stems[order].transpose(0, 2, 1)
-        songs.append(Song(track.name, _cached(cache_dir, f"musdb-{subset}", str(Path(track.path).resolve()), decode)))
+        try:
+            songs.append(Song(track.name, _cached(cache_dir, f"musdb-{subset}", str(Path(track.path).resolve()), decode)))
+        except Exception as error:  # stempeg/ffmpeg raise many kinds for a corrupt file
+            log.warning("skipping %s: %s", track.path, error)
+            if skipped is not None:
+                skipped.append(f"{track.path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
     return songs
 
 

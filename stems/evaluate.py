@@ -26,7 +26,8 @@ def score_track(references: dict[str, np.ndarray], estimates: dict[str, np.ndarr
     Args:
         references, estimates: {stem: (channels, samples)} with the same stems and shapes.
     Returns:
-        {stem: {metric: median over 1-s windows (NaN windows, e.g. silent references, ignored)}}.
+        {stem: {metric: median over 1-s windows (NaN windows, e.g. silent references, ignored),
+                "frames": {metric: [value per window, None for NaN]}}}.
     """
     import museval
 
@@ -34,9 +35,13 @@ def score_track(references: dict[str, np.ndarray], estimates: dict[str, np.ndarr
     ref = np.stack([references[n].T for n in names]).astype(np.float64)  # (sources, samples, channels)
     est = np.stack([estimates[n].T for n in names]).astype(np.float64)
     values = museval.evaluate(ref, est, win=sample_rate, hop=sample_rate)
+    scores = {}
     with np.errstate(all="ignore"):
-        return {n: {m: float(np.nanmedian(values[k][i])) if not np.isnan(values[k][i]).all() else float("nan")
-                    for k, m in enumerate(METRICS)} for i, n in enumerate(names)}
+        for i, name in enumerate(names):
+            frames = {m: values[k][i] for k, m in enumerate(METRICS)}
+            scores[name] = {m: float(np.nanmedian(v)) if not np.isnan(v).all() else float("nan") for m, v in frames.items()}
+            scores[name]["frames"] = {m: [None if np.isnan(x) else float(x) for x in v] for m, v in frames.items()}
+    return scores
 
 
 def median_over_tracks(per_track: list[dict[str, dict[str, float]]], metric: str = "SDR") -> dict[str, float]:

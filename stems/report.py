@@ -90,7 +90,7 @@ def training_curves(log_path: Path, path: Path) -> None:
             steps.append(entry["step"])
             losses.append(entry["loss"])
         elif "validation" in entry:
-            checks.append((entry["step"], {k: v["mean"] for k, v in entry["validation"].items()}))
+            checks.append((entry["step"], {k: v["mean"] for k, v in entry["validation"].items() if isinstance(v, dict)}))
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(steps, losses, alpha=0.3, label="loss")
     if len(losses) >= 20:

@@ -79,8 +79,22 @@ def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
                     scores[SOURCES[i]].append(sdr(stems[i], estimates[SOURCES[i]]))
         per_stem = {s: float(np.nanmedian(v)) for s, v in scores.items() if v}
         result[mask] = per_stem | {"mean": float(np.mean(list(per_stem.values())))}
+    result["loss"] = _validation_loss(model, config, songs)
     model.train()
     return result
+
+
+def _validation_loss(model: MaskNet, config: Config, songs: list[Song]) -> float:
+    """The training loss on whole validation songs, one pass each (mean over songs)."""
+    losses = []
+    r = model.context
+    with torch.no_grad():
+        for song in songs:
+            specs = spectral.stft(torch.from_numpy(np.asarray(song.stems, dtype=np.float32)), config.stft)
+            mix_mag = specs.sum(dim=0).abs()
+            logits = model(torch.nn.functional.pad(mix_mag, (r, r))[None])
+            losses.append(mask_loss(logits, mix_mag[None], specs.abs()[None], config.train.loss).item())
+    return float(np.mean(losses))
 
 
 def _atomic_save(payload: dict, path: Path) -> None:
@@ -111,8 +125,8 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
     train_songs: list[Song] = []
     valid_songs: list[Song] = []
     if config.train.musdb_root:
-        train_songs += musdb_songs(config.train.musdb_root, "train", cache)
-        valid_songs = musdb_songs(config.train.musdb_root, "valid", cache)
+        train_songs += musdb_songs(config.train.musdb_root, "train", cache, skipped=skipped)
+        valid_songs = musdb_songs(config.train.musdb_root, "valid", cache, skipped=skipped)
     for folder in config.train.stem_dirs:
         train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped)
     if not train_songs:

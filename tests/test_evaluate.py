@@ -96,9 +96,14 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
     assert result.exit_code == 0, result.output
     import json
 
-    summary = json.loads((tmp_path / "r.json").read_text())["summary"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    summary = report["summary"]
     assert set(summary) == {f"stems {tiny_checkpoint.stem} soft", "mixture"}
+    frames = report["tracks"]["mixture"]["one"]["vocals"]["frames"]["SDR"]
+    assert len(frames) == 2 and report["tracks"]["mixture"]["one"]["vocals"]["SDR"] == pytest.approx(np.median(frames))
     assert "| mixture |" in (tmp_path / "r.md").read_text()
     assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "one.masks.png").stat().st_size > 1000
+    alone = CliRunner().invoke(app, common[:-4] + ["--cache", "cache", "--oracle", "ibm"])
+    assert alone.exit_code == 0 and "oracle IBM" in alone.output and "stems " not in alone.output
     both = CliRunner().invoke(app, ["evaluate", "--stems-dir", "refs", "--musdb", "x"])
     assert both.exit_code == 1 and "exactly one source" in both.output

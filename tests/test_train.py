@@ -158,3 +158,17 @@ def test_disk_full_while_saving_keeps_the_previous_state(tmp_path, monkeypatch):
     assert (run_dir / "state.pt").read_bytes() == before
     assert not list(run_dir.glob(".*tmp"))
     assert torch.load(run_dir / "state.pt", weights_only=True)["step"] == 2
+
+
+def test_validation_reports_sdr_per_stem_and_the_loss():
+    from stems.config import Config, TrainConfig
+    from stems.data import Song
+    from stems.train import validate
+
+    from conftest import make_model
+
+    song = Song("s", np.stack([synth(2.0, seed=i) * 0.3 for i in range(4)]))
+    for kind in ("quick", "bsseval"):
+        scores = validate(make_model(), Config(train=TrainConfig(validation=kind)), [song])
+        assert set(scores) == {"soft", "binary", "loss"} and np.isfinite(scores["loss"])
+        assert set(scores["soft"]) == {"drums", "bass", "other", "vocals", "mean"}
