@@ -65,12 +65,11 @@ def stages(audio: np.ndarray, checkpoint: str) -> dict[str, float]:
         t = time.perf_counter()
         spec = spectral.stft(x, stft)
         times["stft"] += time.perf_counter() - t
-        r = model.context
-        mag = torch.nn.functional.pad(spec.abs(), (r, r))
+        mag = model.pad(spec.abs())
         for a in range(0, total, separator.chunk_frames):
             b = min(a + separator.chunk_frames, total)
             t = time.perf_counter()
-            logits = model(mag[None, ..., a: b + 2 * r])[0]
+            logits = model(mag[None, ..., a: b + 2 * model.context])[0]
             times["network"] += time.perf_counter() - t
             t = time.perf_counter()
             masks = inference_masks(logits, "soft")

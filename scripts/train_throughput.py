@@ -28,8 +28,7 @@ def main() -> None:
     torch.set_num_threads(cfg.threads)
     songs, _ = load_training_songs(config, [])
     model = MaskNet(config.model, config.stft.n_bins)
-    r = model.context
-    excerpt = (cfg.excerpt_frames + 2 * r - 1) * config.stft.hop_length + config.stft.n_fft
+    excerpt = (cfg.excerpt_frames + 2 * model.context - 1) * config.stft.hop_length + config.stft.n_fft
     sampler = ExcerptSampler(songs, excerpt, cfg.seed, cfg.remix_probability, cfg.gain_range_db)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
 
@@ -37,7 +36,7 @@ def main() -> None:
         stems = torch.from_numpy(sampler.batch(cfg.batch_size))
         specs = spectral.stft_frames(stems, config.stft)
         mix_mag = specs.sum(dim=1).abs()
-        inner = slice(r, mix_mag.shape[-1] - r)
+        inner = slice(model.past, mix_mag.shape[-1] - model.lookahead)
         loss = mask_loss(model(mix_mag), mix_mag[..., inner], specs[..., inner].abs(), cfg.loss)
         optimizer.zero_grad()
         loss.backward()

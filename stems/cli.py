@@ -136,7 +136,7 @@ def info(
         "STFT": f"n_fft {stft.n_fft}, hop_length {stft.hop_length}, {stft.sample_rate} Hz",
         "parameters": f"{card['parameters']:,}",
         "context": f"{model.window_frames} frames = {((model.window_frames - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
-        "latency": f"{(model.context * stft.hop_length + stft.n_fft) * ms:.0f} ms (look-ahead + STFT window)",
+        "latency": f"{(model.lookahead * stft.hop_length + stft.n_fft) * ms:.0f} ms algorithmic ({model.lookahead} look-ahead frames + STFT window)",
         "default mask": card.get("default_mask", "soft"),
         "training data": ", ".join(card.get("training", {}).get("data", [])) or "-",
         "training steps": str(card.get("training", {}).get("step", "-")),
@@ -282,9 +282,8 @@ def _plot_track(name: str, tracks, separator, mask: str) -> None:
         _fail(f"--plot {name}: no such track (tracks: {', '.join(t for t, _ in tracks)})")
     stems_spec = spectral.stft(torch.from_numpy(found), separator.stft)
     mix_spec = stems_spec.sum(dim=0)
-    r = separator.model.context
     with torch.inference_mode():
-        logits = separator.model(torch.nn.functional.pad(mix_spec.abs(), (r, r))[None])[0]
+        logits = separator.model(separator.model.pad(mix_spec.abs())[None])[0]
     predicted = inference_masks(logits, mask)[:, 0].numpy()
     oracle = oracle_masks(stems_spec, "argmax")[:, 0].numpy()
     path = Path(f"{name}.masks.png")

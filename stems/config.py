@@ -47,6 +47,9 @@ class ModelConfig:
     freq_stride: int = 4
     dilations: tuple[int, ...] = (1, 1, 2)
     head_kernel: int = 5
+    # Future frames the mask of a frame may look at: -1 centres the window (the article's sliding
+    # window); fewer look-ahead frames (the rest of the window in the past) lower streaming latency.
+    lookahead_frames: int = -1
 
 
 @dataclass(frozen=True)

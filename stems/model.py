@@ -3,7 +3,9 @@
 The article slides a ~300 ms window over the mix spectrogram and predicts the mask of the centre
 frame. Here every convolution is "valid" in time (no time padding), so a forward pass over
 W = 2 * context + 1 frames returns exactly one frame and a pass over T + 2 * context frames returns
-T frames: the one-pass network *is* the sliding window, computed without repeating work.
+T frames: the one-pass network *is* the sliding window, computed without repeating work. The
+window's output is the mask of its frame `past` (centred by default: past = lookahead = context;
+a low-latency model looks at fewer future frames and more past ones).
 
 Layer plan (F bins, padded to a multiple of freq_stride², c0 < c1 < c2 channels):
     log|X| per-bin standardised          (B, C, F, T)
@@ -67,6 +69,10 @@ class MaskNet(nn.Module):
         channels = config.audio_channels
         self.padded_bins = -(-n_bins // (s * s)) * s * s
         self.context = 2 + sum(config.dilations)
+        self.lookahead = self.context if config.lookahead_frames < 0 else config.lookahead_frames
+        if self.lookahead > 2 * self.context:
+            raise ValueError(f"lookahead_frames {self.lookahead} exceeds the window's {2 * self.context} future frames")
+        self.past = 2 * self.context - self.lookahead
         # Per-bin standardisation of log-magnitudes; set from training data, then learned.
         self.input_mean = nn.Parameter(torch.zeros(n_bins, 1))
         self.input_scale = nn.Parameter(torch.ones(n_bins, 1))
@@ -81,6 +87,11 @@ class MaskNet(nn.Module):
         k = config.head_kernel
         self.fine = nn.Conv2d(channels, outputs, (k, 1), padding=(k // 2, 0))
 
+    def pad(self, mix_mag: torch.Tensor) -> torch.Tensor:
+        """Zero frames before and after (..., frames) magnitudes, so `forward` returns one
+        output per input frame."""
+        return nn.functional.pad(mix_mag, (self.past, self.lookahead))
+
     @property
     def window_frames(self) -> int:
         """Frames of input the network sees for one output frame (2 * context + 1)."""
@@ -94,7 +105,8 @@ class MaskNet(nn.Module):
         Args:
             mix_mag: (batch, channels, bins, frames) mix magnitudes, frames >= window_frames.
         Returns:
-            (batch, sources, channels, bins, frames - 2 * context) mask logits.
+            (batch, sources, channels, bins, frames - 2 * context) mask logits; output j is the
+            mask of input frame j + past.
         """
         batch, channels, bins, frames = mix_mag.shape
         x = self.normalise(mix_mag)

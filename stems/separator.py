@@ -5,7 +5,8 @@ A chunk covers output samples [a*hop, b*hop). Its overlap-add needs the masks of
 frames on each side, so the chunk reads exactly the samples those frames cover (zeros outside the
 signal). Because the network's convolutions are valid in time and the STFT frames and overlap-add
 are computed as for the whole signal, every chunk's output equals the one-pass output: memory is
-bounded by the chunk, not by the file.
+bounded by the chunk, not by the file. (With a low-latency model the context is `past` frames
+before and `lookahead` after instead of `context` on each side.)
 """
 
 from __future__ import annotations
@@ -96,10 +97,10 @@ class Separator:
         hop = self.stft.hop_length
         total = spectral.n_frames(n_samples, self.stft)
         m = spectral.context_frames_needed(self.stft)
-        r = self.model.context
+        past, ahead = self.model.past, self.model.lookahead
         for a in range(0, -(-n_samples // hop), self.chunk_frames):
             b = min(a + self.chunk_frames, -(-n_samples // hop))
-            lo, hi = a - m - r, b + m + r
+            lo, hi = a - m - past, b + m + ahead
             span_start, span_stop = spectral.frame_span(lo, hi, self.stft)
             samples = torch.from_numpy(read(span_start, span_stop)).to(self.device)
             if channels == 1:
@@ -109,13 +110,13 @@ class Separator:
                 outside = torch.ones(hi - lo, dtype=torch.bool, device=self.device)
                 outside[max(0, -lo): max(0, min(hi - lo, total - lo))] = False
                 mag = spec.abs().masked_fill(outside, 0.0)
-                logits = self.model(mag[None])[0]  # (S, C, F, hi - lo - 2r)
+                logits = self.model(mag[None])[0]  # (S, C, F, frames lo+past .. hi-ahead-1)
                 masks = inference_masks(logits, mask)
-                inner = spec[..., r: hi - lo - r]
-                ola_start = (lo + r) * hop - self.stft.n_fft // 2
+                inner = spec[..., past: hi - lo - ahead]
+                ola_start = (lo + past) * hop - self.stft.n_fft // 2
                 out_start, out_stop = a * hop, min(b * hop, n_samples)
-                mix = samples[:, ola_start - span_start: ola_start - span_start + (hi - lo - 2 * r - 1) * hop + self.stft.n_fft]
-                waves, first = reconstruct(inner, masks, groups, lo + r, total, self.stft, mix_samples=mix)
+                mix = samples[:, ola_start - span_start: ola_start - span_start + (inner.shape[-1] - 1) * hop + self.stft.n_fft]
+                waves, first = reconstruct(inner, masks, groups, lo + past, total, self.stft, mix_samples=mix)
                 stems = {}
                 for name, wave in waves.items():
                     piece = wave[:, out_start - first: out_stop - first]

@@ -87,12 +87,11 @@ def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
 def _validation_loss(model: MaskNet, config: Config, songs: list[Song]) -> float:
     """The training loss on whole validation songs, one pass each (mean over songs)."""
     losses = []
-    r = model.context
     with torch.no_grad():
         for song in songs:
             specs = spectral.stft(torch.from_numpy(np.asarray(song.stems, dtype=np.float32)), config.stft)
             mix_mag = specs.sum(dim=0).abs()
-            logits = model(torch.nn.functional.pad(mix_mag, (r, r))[None])
+            logits = model(model.pad(mix_mag)[None])
             losses.append(mask_loss(logits, mix_mag[None], specs.abs()[None], config.train.loss).item())
     return float(np.mean(losses))
 
@@ -187,8 +186,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     if config.train.validation not in ("bsseval", "quick"):
         raise StemsError(f"unknown train.validation '{config.train.validation}' (choose from bsseval, quick)")
     model = MaskNet(config.model, config.stft.n_bins).to(device)
-    r = model.context
-    excerpt = (cfg.excerpt_frames + 2 * r - 1) * config.stft.hop_length + config.stft.n_fft
+    excerpt = (cfg.excerpt_frames + 2 * model.context - 1) * config.stft.hop_length + config.stft.n_fft
     sampler = ExcerptSampler(train_songs, excerpt, cfg.seed + 1000 * rank, cfg.remix_probability, cfg.gain_range_db)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, min(500, cfg.steps // 10))
@@ -225,7 +223,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         stem_specs = spectral.stft_frames(stems, config.stft)
         mix_mag = stem_specs.sum(dim=1).abs()
         logits = net(mix_mag)
-        inner = slice(r, mix_mag.shape[-1] - r)
+        inner = slice(model.past, mix_mag.shape[-1] - model.lookahead)
         loss = mask_loss(logits, mix_mag[..., inner], stem_specs[..., inner].abs(), cfg.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

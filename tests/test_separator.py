@@ -12,14 +12,33 @@ def separator():
     return Separator(make_model(), STFTConfig())
 
 
-@pytest.mark.parametrize("mask", ["binary", "soft"])
-def test_chunked_equals_one_pass(mask):
+@pytest.mark.parametrize("mask,lookahead", [("binary", -1), ("soft", -1), ("soft", 1)])
+def test_chunked_equals_one_pass(mask, lookahead):
     audio = synth(12.3, seed=1)
-    one_pass = Separator(make_model(), STFTConfig(), chunk_frames=10_000).separate(audio, RATE, mask=mask)
+    model = make_model(lookahead_frames=lookahead)
+    one_pass = Separator(model, STFTConfig(), chunk_frames=10_000).separate(audio, RATE, mask=mask)
+    assert np.abs(sum(one_pass.values()) - audio).max() < 1e-4
     for chunk_frames in (64, 97):  # the file is several chunks long
-        chunked = Separator(make_model(), STFTConfig(), chunk_frames=chunk_frames).separate(audio, RATE, mask=mask)
+        chunked = Separator(model, STFTConfig(), chunk_frames=chunk_frames).separate(audio, RATE, mask=mask)
         for stem in one_pass:
             assert np.abs(chunked[stem] - one_pass[stem]).max() < 1e-5
+
+
+def test_one_pass_masks_are_the_sliding_window_masks_of_each_frame():
+    """Frame t's mask comes from the window of frames t-past .. t+lookahead, whatever the split."""
+    import torch
+
+    from stems import spectral
+
+    model = make_model(lookahead_frames=2)
+    assert (model.past, model.lookahead) == (10, 2)
+    mag = spectral.stft(torch.from_numpy(synth(1.0)), STFTConfig()).abs()
+    with torch.no_grad():
+        whole = model(model.pad(mag)[None])[0]
+        padded = model.pad(mag)
+        for t in (0, 5, mag.shape[-1] - 1):
+            window = padded[..., t: t + model.window_frames]  # frames t - past .. t + lookahead
+            assert torch.allclose(model(window[None])[0][..., 0], whole[..., t], atol=1e-5)
 
 
 @pytest.mark.parametrize("mask", ["binary", "soft"])
