@@ -1,0 +1,343 @@
+"""Real-time streaming: acquire -> process -> reconstruct -> play/record, in threads.
+
+The two stateful stages are plain classes, so the threads only move blocks between them:
+
+- `FrameAnalyser` (process): takes samples as they arrive, computes each STFT frame once, keeps
+  the magnitudes of the last `past` frames, and runs the network on exactly the window each new
+  frame needs: a frame's mask is ready `lookahead` frames after the frame itself.
+- `FrameSynthesiser` (reconstruct): overlap-adds masked frames through the shared
+  `reconstruct` stage, keeping the frames still needed for the next samples, and emits every
+  sample once all frames covering it are in.
+
+Both do exactly what the offline separator does over the whole signal, so the stems equal the
+offline stems (to float rounding), delayed by the algorithmic latency:
+`lookahead * hop + n_fft` samples (plus the block).
+"""
+
+from __future__ import annotations
+
+import queue
+from collections import deque
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from . import spectral
+from .masks import inference_masks
+from .reconstruct import reconstruct
+from .separator import Separator
+
+_HUGE = 1 << 62  # frame count used while the end of the stream is unknown
+
+
+@dataclass
+class Frames:
+    """Masked-frame material for frames first .. first+F-1."""
+
+    first: int
+    spec: torch.Tensor  # (channels, bins, F) complex mix STFT
+    masks: torch.Tensor  # (sources, channels, bins, F)
+    total: int  # frames of the whole signal, or _HUGE while it is unknown
+
+
+class FrameAnalyser:
+    """STFT frames and masks of a signal that arrives in blocks.
+
+    Args:
+        separator: the model and STFT settings.
+        channels: 1 or 2 (mono is fed to the model twice, as offline).
+        mask: "binary" or "soft".
+    """
+
+    def __init__(self, separator: Separator, channels: int, mask: str):
+        self.stft, self.model, self.mask = separator.stft, separator.model, mask
+        self.channels = channels
+        half = self.stft.n_fft // 2
+        self.buffer = np.zeros((channels, half), dtype=np.float32)  # samples from buffer_start on
+        self.buffer_start = -half
+        self.received = 0
+        self.next_frame = 0  # next STFT frame to compute
+        self.next_mask = 0  # next frame whose mask is due
+        bins = self.stft.n_bins
+        self.mags = torch.zeros(2, bins, self.model.past)  # magnitudes of frames next_mask-past ..
+        self.specs = torch.zeros(2, bins, 0, dtype=torch.complex64)  # complex frames next_mask ..
+
+    def push(self, block: np.ndarray) -> Frames | None:
+        """Add (channels, n) samples; returns the frames whose masks became ready, if any."""
+        self.buffer = np.concatenate([self.buffer, block.astype(np.float32, copy=False)], axis=1)
+        self.received += block.shape[1]
+        half, hop = self.stft.n_fft // 2, self.stft.hop_length
+        ready = (self.received - half) // hop + 1 if self.received >= half else 0
+        return self._advance(ready, _HUGE)
+
+    def finish(self) -> Frames | None:
+        """The end of the stream: the last frames (zero-padded past the end) and their masks."""
+        total = spectral.n_frames(self.received, self.stft)
+        half, hop = self.stft.n_fft // 2, self.stft.hop_length
+        needed = (total - 1) * hop + half - (self.buffer_start + self.buffer.shape[1])
+        if needed > 0:
+            self.buffer = np.concatenate([self.buffer, np.zeros((self.channels, needed), np.float32)], axis=1)
+        return self._advance(total, total)
+
+    def _advance(self, computable: int, total: int) -> Frames | None:
+        hop, half = self.stft.hop_length, self.stft.n_fft // 2
+        if computable > self.next_frame:
+            start, stop = spectral.frame_span(self.next_frame, computable, self.stft)
+            samples = torch.from_numpy(self.buffer[:, start - self.buffer_start: stop - self.buffer_start])
+            if self.channels == 1:
+                samples = samples.expand(2, -1)
+            spec = spectral.stft_frames(samples, self.stft)
+            self.specs = torch.cat([self.specs, spec], dim=-1)
+            self.mags = torch.cat([self.mags, spec.abs()], dim=-1)
+            self.next_frame = computable
+            keep_from = self.next_frame * hop - half  # the next frame's first sample
+            self.buffer = self.buffer[:, keep_from - self.buffer_start:]
+            self.buffer_start = keep_from
+        ahead = self.model.lookahead
+        if total != _HUGE:  # past the end the model sees zero frames, as offline
+            self.mags = torch.nn.functional.pad(self.mags, (0, ahead))
+            due = total
+        else:
+            due = self.next_frame - ahead
+        if due <= self.next_mask:
+            return None
+        count = due - self.next_mask
+        with torch.inference_mode():
+            window = self.mags[..., : count + 2 * self.model.context]
+            masks = inference_masks(self.model(window[None])[0], self.mask)
+        frames = Frames(self.next_mask, self.specs[..., :count], masks, total)
+        self.specs = self.specs[..., count:]
+        self.mags = self.mags[..., count:]
+        self.next_mask = due
+        return frames
+
+
+class FrameSynthesiser:
+    """Stems from masked frames, sample-exact with the offline overlap-add.
+
+    Args:
+        separator: the STFT settings.
+        groups: output name -> source indices (see `separator.output_groups`).
+        channels: output channels (mono: the two model channels are averaged, as offline).
+    """
+
+    def __init__(self, separator: Separator, groups: dict[str, tuple[int, ...]], channels: int):
+        self.stft, self.groups, self.channels = separator.stft, groups, channels
+        self.reach = spectral.context_frames_needed(self.stft)
+        self.held: Frames | None = None  # frames still needed for samples not yet emitted
+        self.mix = np.zeros((channels, 0), dtype=np.float32)  # input samples from `emitted` on
+        self.emitted = 0
+        self.length: int | None = None
+
+    def add_input(self, block: np.ndarray) -> None:
+        """The mix samples, in order (the last stem is the mix minus the others)."""
+        self.mix = np.concatenate([self.mix, block.astype(np.float32, copy=False)], axis=1)
+
+    def push(self, frames: Frames, length: int | None = None) -> dict[str, np.ndarray]:
+        """Add masked frames; returns {name: (channels, n)} for the samples now complete
+        (`length`: the signal's length, given with the last frames)."""
+        if self.held is not None:
+            frames = Frames(self.held.first, torch.cat([self.held.spec, frames.spec], -1),
+                            torch.cat([self.held.masks, frames.masks], -1), frames.total)
+        hop = self.stft.hop_length
+        last = frames.first + frames.spec.shape[-1]  # frames known: .. last-1
+        if length is None:
+            stop = (last - self.reach) * hop  # samples every covering frame of which is known
+        else:
+            stop = length
+        start = self.emitted
+        if stop <= start:
+            self.held = frames
+            return {}
+        mix_spec = frames.spec
+        mix_samples = self._mix_span(frames, mix_spec.shape[-1])
+        with torch.inference_mode():
+            waves, first = reconstruct(mix_spec, frames.masks, self.groups, frames.first, frames.total, self.stft,
+                                       mix_samples=mix_samples)
+        out = {}
+        for name, wave in waves.items():
+            piece = wave[:, start - first: stop - first]
+            out[name] = (piece.mean(dim=0, keepdim=True) if self.channels == 1 else piece).numpy()
+        self.emitted = stop
+        self.mix = self.mix[:, stop - start:]
+        drop = max(0, stop // hop - self.reach + 1 - frames.first)  # frames no later sample needs
+        self.held = Frames(frames.first + drop, frames.spec[..., drop:], frames.masks[..., drop:], frames.total)
+        return out
+
+    def _mix_span(self, frames: Frames, count: int) -> torch.Tensor:
+        """The mix over the samples the overlap-add of `frames` returns (zeros outside)."""
+        hop, n_fft = self.stft.hop_length, self.stft.n_fft
+        start = frames.first * hop - n_fft // 2
+        length = (count - 1) * hop + n_fft
+        out = np.zeros((self.mix.shape[0], length), dtype=np.float32)
+        lo = max(start, self.emitted)
+        hi = min(start + length, self.emitted + self.mix.shape[1])
+        if hi > lo:
+            out[:, lo - start: hi - start] = self.mix[:, lo - self.emitted: hi - self.emitted]
+        mix = torch.from_numpy(out)
+        return mix.expand(2, -1) if self.channels == 1 else mix
+
+
+def latency_samples(separator: Separator) -> int:
+    """Algorithmic latency: a sample is out once the frame `lookahead` frames after the last frame
+    covering it has been read in full."""
+    return separator.model.lookahead * separator.stft.hop_length + separator.stft.n_fft
+
+
+def stream_blocks(separator: Separator, blocks: Iterator[np.ndarray], channels: int,
+                  groups: dict[str, tuple[int, ...]], mask: str) -> Iterator[dict[str, np.ndarray]]:
+    """Single-threaded streaming: (channels, n) blocks in, {stem: (channels, k)} blocks out."""
+    analyser = FrameAnalyser(separator, channels, mask)
+    synthesiser = FrameSynthesiser(separator, groups, channels)
+    for block in blocks:
+        synthesiser.add_input(block)
+        frames = analyser.push(block)
+        if frames is not None:
+            out = synthesiser.push(frames)
+            if out:
+                yield out
+    frames = analyser.finish()
+    if frames is not None:
+        yield synthesiser.push(frames, length=analyser.received)
+
+
+@dataclass
+class StreamStats:
+    blocks: int = 0
+    dropped_in: int = 0  # input blocks lost because processing fell behind (live input)
+    dropped_out: int = 0  # output blocks lost because the player fell behind
+    block_seconds: deque = field(default_factory=lambda: deque(maxlen=100_000))  # processing time per block (bounded)
+    levels: dict[str, float] = field(default_factory=dict)  # last block's RMS per stem
+    queue_depths: dict[str, int] = field(default_factory=dict)
+
+
+class StreamPipeline:
+    """acquire -> process -> reconstruct -> output, one thread each, joined by bounded queues.
+
+    Args:
+        separator, groups, mask, channels: as for `stream_blocks`.
+        source: yields (channels, n) blocks (a file reader or a device callback's queue).
+        sinks: called with each {stem: (channels, k)} block, in order (file writers, a player).
+        live: a live source cannot wait: when the process queue is full its block is dropped
+            (and replaced by silence, so time stays aligned) and counted; a file source waits.
+        queue_blocks: bound of each queue; memory never grows past it.
+    """
+
+    def __init__(self, separator: Separator, groups: dict[str, tuple[int, ...]], mask: str, channels: int,
+                 source: Iterator[np.ndarray], sinks: list[Callable[[dict[str, np.ndarray]], None]],
+                 live: bool = False, queue_blocks: int = 16):
+        self.analyser = FrameAnalyser(separator, channels, mask)
+        self.synthesiser = FrameSynthesiser(separator, groups, channels)
+        self.source, self.sinks, self.live = source, sinks, live
+        self.to_process: queue.Queue = queue.Queue(queue_blocks)
+        self.to_reconstruct: queue.Queue = queue.Queue(queue_blocks)
+        self.to_output: queue.Queue = queue.Queue(queue_blocks)
+        self.stop = threading.Event()
+        self.stats = StreamStats()
+        self.errors: list[BaseException] = []
+        self.threads = [threading.Thread(target=self._guard(f), name=f.__name__, daemon=True)
+                        for f in (self._acquire, self._process, self._reconstruct, self._output)]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self.threads)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds for every stage to end; True when they have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if not self.running() and self.errors:
+            raise self.errors[0]
+        return not self.running()
+
+    def run(self) -> StreamStats:
+        """Run to the end of the source and drain every stage; on Ctrl-C stop reading, drain
+        what was read, and re-raise."""
+        self.start()
+        try:
+            while not self.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.wait()
+            raise
+        return self.stats
+
+    def depths(self) -> dict[str, int]:
+        return {"process": self.to_process.qsize(), "reconstruct": self.to_reconstruct.qsize(),
+                "output": self.to_output.qsize()}
+
+    def _guard(self, stage: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                stage()
+            except BaseException as error:  # a failing stage stops the others, the error surfaces in run()
+                self.errors.append(error)
+                self.stop.set()
+                for q in (self.to_process, self.to_reconstruct, self.to_output):
+                    _put_end(q)
+        return run
+
+    def _acquire(self) -> None:
+        for block in self.source:
+            if self.stop.is_set():
+                break
+            if self.live:
+                try:
+                    self.to_process.put_nowait(block)
+                except queue.Full:
+                    self.stats.dropped_in += 1
+                    self.to_process.put(np.zeros_like(block))  # keep time: silence for the lost block
+            else:
+                self.to_process.put(block)
+        self.to_process.put(None)
+
+    def _process(self) -> None:
+        while (block := self.to_process.get()) is not None:
+            started = time.perf_counter()
+            frames = self.analyser.push(block)
+            self.stats.block_seconds.append(time.perf_counter() - started)
+            self.stats.blocks += 1
+            self.to_reconstruct.put((block, frames))
+        self.to_reconstruct.put((None, self.analyser.finish()))
+        self.to_reconstruct.put(None)
+
+    def _reconstruct(self) -> None:
+        while (item := self.to_reconstruct.get()) is not None:
+            block, frames = item
+            if block is not None:
+                self.synthesiser.add_input(block)
+            if frames is None:
+                continue
+            out = self.synthesiser.push(frames, length=None if block is not None else self.analyser.received)
+            if out:
+                if self.live:
+                    try:
+                        self.to_output.put_nowait(out)
+                    except queue.Full:
+                        self.stats.dropped_out += 1
+                else:
+                    self.to_output.put(out)
+        self.to_output.put(None)
+
+    def _output(self) -> None:
+        while (out := self.to_output.get()) is not None:
+            self.stats.levels = {name: float(np.sqrt(np.mean(block**2))) if block.size else 0.0 for name, block in out.items()}
+            self.stats.queue_depths = self.depths()
+            for sink in self.sinks:
+                sink(out)
+
+
+def _put_end(q: queue.Queue) -> None:
+    try:
+        q.put_nowait(None)
+    except queue.Full:
+        pass
