@@ -13,7 +13,8 @@ def test_defaults_yaml_and_overrides(tmp_path):
 
 
 def test_shipped_configs_load():
-    load_config("configs/default.yaml")
+    for name in ("default", "lowlatency"):
+        load_config(f"configs/{name}.yaml")
 
 
 @pytest.mark.parametrize("override,message", [
