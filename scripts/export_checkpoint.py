@@ -25,12 +25,12 @@ def main() -> None:
     summary = json.loads(args.evaluation.read_text())["summary"]
     ours = {k: v for k, v in summary.items() if k.startswith("stems ")}
     best_system = max(ours, key=lambda k: ours[k]["mean"])
-    card.pop("sha256"), card.pop("path")
+    card.pop("sha256"), card.pop("path"), card.pop("weights_sha256")
     for key in ("format", "model", "stft", "model_config", "parameters", "context_frames"):
         card.pop(key, None)
     card["default_mask"] = best_system.rsplit(" ", 1)[-1]
     card["metrics"] = {
-        "musdb_valid_bsseval_v4_sdr": {k.replace(f" {args.checkpoint.stem}", ""): v for k, v in summary.items()},
+        "musdb_valid_bsseval_v4_sdr": summary,
         "aggregation": "median over 1-s frames, then median over the 14 MUSDB18 valid tracks (7-s previews)",
         "command": args.command,
         "during_training": card.get("metrics", {}),

@@ -41,6 +41,15 @@ def registry() -> dict[str, str]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A hash of the weights alone: the same model keeps it when its card changes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def resolve(name_or_path: str | Path | None) -> Path:
     """A registry name ("default") or a path -> the checkpoint file."""
     name = "default" if name_or_path is None else str(name_or_path)
@@ -113,5 +122,6 @@ def load_checkpoint(name_or_path: str | Path | None = None) -> tuple[MaskNet, ST
     except RuntimeError as error:
         raise StemsError(f"{path}: weights do not fit the model in its card ({str(error).splitlines()[0]})") from None
     card["sha256"] = sha256_of(path)
+    card["weights_sha256"] = weights_sha256(model)
     card["path"] = str(path)
     return model.eval(), stft, card

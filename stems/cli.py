@@ -229,10 +229,11 @@ def evaluate(
     except StemsError as error:
         _fail(str(error))
     names = ("drums", "bass", "other", "vocals")
-    systems = {}
+    systems, cache_keys = {}, {}
     for kind in mask_kinds:
-        systems[f"stems {Path(separator.card['path']).stem} {kind}"] = \
-            lambda track, refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
+        label = f"stems {Path(separator.card['path']).stem.rsplit('-', 1)[0]} {kind}"
+        systems[label] = lambda track, refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
+        cache_keys[label] = f"weights-{separator.card['weights_sha256'][:16]}-{kind}"
     if estimates is not None:
         systems[f"estimates {estimates.name}"] = estimates_reader(estimates, names)
     for kind in oracle_kinds:
@@ -245,7 +246,8 @@ def evaluate(
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("score", total=len(tracks) * len(systems))
             try:
-                results = evaluate_systems(tracks, systems, names, cache_dir, jobs, lambda: progress.advance(task))
+                results = evaluate_systems(tracks, systems, names, cache_dir, jobs, lambda: progress.advance(task),
+                                           cache_keys)
             except StemsError as error:
                 _fail(str(error))
         summary = summary_table(results, names)

@@ -94,13 +94,16 @@ def _score_job(job: tuple) -> tuple[str, str, dict]:
 
 def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Callable[[str, np.ndarray], dict]],
                      names: tuple[str, ...], cache_dir: Path | None = None, jobs: int = 1,
-                     progress: Callable[[], None] | None = None) -> dict[str, dict[str, dict]]:
+                     progress: Callable[[], None] | None = None,
+                     cache_keys: dict[str, str] | None = None) -> dict[str, dict[str, dict]]:
     """Score every system on every track, `jobs` tracks at a time; results are cached per
     (system, track) as JSON so an interrupted evaluation resumes.
 
     Args:
         tracks: (name, references (sources, channels, samples)).
-        systems: system key (stable: it names the cache) -> estimator(track name, references) -> {stem: (C, N)}.
+        systems: system name -> estimator(track name, references) -> {stem: (C, N)}.
+        cache_keys: system name -> what names its cache entries (default: the name itself);
+            it must change whenever the system's outputs can.
     Returns:
         {system: {track: {stem: {metric: value}}}}.
     """
@@ -108,7 +111,7 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
     pending = []
     for system, estimate in systems.items():
         for track, references in tracks:
-            cached = _cache_file(cache_dir, system, track)
+            cached = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track)
             if cached is not None and cached.is_file():
                 results[system][track] = json.loads(cached.read_text())
                 if progress:
@@ -118,7 +121,7 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
 
     def store(system: str, track: str, scores: dict) -> None:
         results[system][track] = scores
-        cached = _cache_file(cache_dir, system, track)
+        cached = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.with_suffix(".tmp").write_text(json.dumps(scores))
