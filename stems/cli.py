@@ -231,7 +231,7 @@ def evaluate(
     names = ("drums", "bass", "other", "vocals")
     systems, cache_keys = {}, {}
     for kind in mask_kinds:
-        label = f"stems {Path(separator.card['path']).stem.rsplit('-', 1)[0]} {kind}"
+        label = f"stems {kind}"
         systems[label] = lambda track, refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
         cache_keys[label] = f"weights-{separator.card['weights_sha256'][:16]}-{kind}"
     if estimates is not None:
@@ -240,7 +240,8 @@ def evaluate(
         systems["mixture" if kind == "mix" else f"oracle {kind.upper()}"] = \
             lambda track, refs, kind=kind: oracle_estimates(refs, names, kind, STFTConfig())
     where = f"{'MUSDB18 ' + subset + ('/' + split if split and subset == 'train' else '') if musdb_root else stems_dir}"
-    title = f"SDR (dB), BSSEval v4, median over 1-s frames then over {len(tracks)} tracks of {where}"
+    title = f"SDR (dB), BSSEval v4, median over 1-s frames then over {len(tracks)} tracks of {where}" + (
+        f"; model {Path(separator.card['path']).name}" if mask_kinds else "")
     if systems:
         with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as progress:

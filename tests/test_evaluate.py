@@ -98,7 +98,7 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
 
     report = json.loads((tmp_path / "r.json").read_text())
     summary = report["summary"]
-    assert set(summary) == {"stems tiny soft", "mixture"}
+    assert set(summary) == {"stems soft", "mixture"}
     frames = report["tracks"]["mixture"]["one"]["vocals"]["frames"]["SDR"]
     assert len(frames) == 2 and report["tracks"]["mixture"]["one"]["vocals"]["SDR"] == pytest.approx(np.median(frames))
     assert "| mixture |" in (tmp_path / "r.md").read_text()
