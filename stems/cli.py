@@ -172,8 +172,8 @@ def train(
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
         task = progress.add_task("train", total=resolved.train.steps, info="")
 
-        def report(step: int, total: int, loss: float, rate: float) -> None:
-            progress.update(task, completed=step, info=f"loss {loss:.4f}  {rate:.1f} examples/s")
+        def report(step: int, total: int, loss: float, rate: float, epoch: float) -> None:
+            progress.update(task, completed=step, info=f"epoch {epoch:.2f}  loss {loss:.4f}  {rate:.1f} examples/s")
 
         try:
             result = run_training(resolved, run_dir, resume=resume is not None, device=device, progress=report)

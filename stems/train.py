@@ -188,6 +188,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     model = MaskNet(config.model, config.stft.n_bins).to(device)
     excerpt = (cfg.excerpt_frames + 2 * model.context - 1) * config.stft.hop_length + config.stft.n_fft
     sampler = ExcerptSampler(train_songs, excerpt, cfg.seed + 1000 * rank, cfg.remix_probability, cfg.gain_range_db)
+    # An epoch: as many excerpts as fit end to end in the training audio.
+    epoch_examples = sum(s.samples for s in sampler.songs) / (cfg.excerpt_frames * config.stft.hop_length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, min(500, cfg.steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -235,10 +237,11 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         if not writer:
             continue
         rate = (step - started_step) * cfg.batch_size * world / (time.time() - started)
-        log.write(json.dumps({"step": step, "loss": round(loss.item(), 6), "lr": schedule.get_last_lr()[0],
-                              "examples_per_s": round(rate, 2)}) + "\n")
+        epoch = step * cfg.batch_size * world / epoch_examples
+        log.write(json.dumps({"step": step, "epoch": round(epoch, 3), "loss": round(loss.item(), 6),
+                              "lr": schedule.get_last_lr()[0], "examples_per_s": round(rate, 2)}) + "\n")
         if progress is not None:
-            progress(step, cfg.steps, loss.item(), rate)
+            progress(step, cfg.steps, loss.item(), rate, epoch)
         if valid_songs and (step % cfg.validate_every == 0 or step == cfg.steps):
             scores = validate(model, config, valid_songs)
             score = max(scores["soft"]["mean"], scores["binary"]["mean"])
