@@ -10,7 +10,6 @@ Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--chec
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,16 +40,25 @@ def song(seconds: float) -> tuple[np.ndarray, str]:
     return (0.1 * rng.standard_normal((2, int(seconds * RATE)))).astype(np.float32), "white noise"
 
 
+# The child reports its own peak RSS (VmHWM, reset at exec) at exit: getrusage's ru_maxrss would also
+# count the pages the child shared with this process between fork and exec.
+_CHILD = ("import atexit, sys\n"
+          "atexit.register(lambda: sys.stderr.write([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]))\n"
+          "from stems.cli import main\n"
+          "sys.argv = ['stems', *sys.argv[1:]]\n"
+          "main()\n")
+
+
 def run_cli(path: Path, out: Path, checkpoint: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `stems separate` process."""
-    exe = Path(sys.executable).with_name("stems")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    subprocess.run([str(exe), "separate", str(path), "-o", str(out), "--checkpoint", checkpoint, "--overwrite"],
-                   check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-c", _CHILD, "separate", str(path), "-o", str(out), "--checkpoint",
+                           checkpoint, "--overwrite"], capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024
+    if done.returncode != 0:
+        raise SystemExit(f"stems separate failed: {done.stderr[-500:]}")
+    peak_kb = int(done.stderr.strip().splitlines()[-1].split()[1])
+    return seconds, peak_kb / 1024
 
 
 def stages(audio: np.ndarray, checkpoint: str) -> dict[str, float]:

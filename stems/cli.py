@@ -141,11 +141,15 @@ def info(
         "default mask": card.get("default_mask", "soft"),
         "training data": ", ".join(card.get("training", {}).get("data", [])) or "-",
         "training steps": str(card.get("training", {}).get("step", "-")),
-        "metrics": json.dumps(card.get("metrics", {}))[:600],
         "sha256": card["sha256"],
     }
     for key, value in rows.items():
         table.add_row(key, value)
+    metrics = card.get("metrics", {})
+    for system, row in metrics.get("musdb_valid_bsseval_v4_sdr", {}).items():
+        table.add_row(f"valid SDR: {system}", ", ".join(f"{k} {v:.2f}" for k, v in row.items()) + " dB")
+    if "musdb_valid_bsseval_v4_sdr" not in metrics and metrics:
+        table.add_row("metrics", json.dumps(metrics)[:600])
     Console().print(table)
 
 
