@@ -24,7 +24,7 @@ STREAMS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}  # NI stem order afte
 def main() -> None:
     path = Path(stempeg.example_stem_path())
     separator = Separator.from_checkpoint()
-    mask = separator.card.get("default_mask", "soft")
+    mask = separator.default_mask
     started = time.perf_counter()
     result = separator.separate_file(path, "separated", mask=mask, overwrite=True)
     seconds = time.perf_counter() - started

@@ -68,7 +68,7 @@ def separate(
         output_groups(separator.sources, subset, two_stems)
     except (StemsError, ValueError) as error:
         _fail(str(error))
-    mask = mask or separator.card.get("default_mask", "soft")
+    mask = mask or separator.default_mask
     results: list[FileResult] = []
     used: dict[str, int] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -340,7 +340,7 @@ def stream(
         separator = Separator.from_checkpoint(checkpoint)
         names = list(separator.sources)
         stem_gains = parse_gains(gains, play, names)
-        mask = mask or separator.card.get("default_mask", "soft")
+        mask = mask or separator.default_mask
         rate = separator.sample_rate
         block = max(1, int(round(block_ms * rate / 1000)))
         if record is not None and not overwrite:

@@ -68,7 +68,7 @@ def separate_file(
     track: str | None = None,
     stems: tuple[str, ...] | None = None,
     two_stems: str | None = None,
-    mask: str = "binary",
+    mask: str | None = None,
     fmt: str = "wav",
     template: str = DEFAULT_TEMPLATE,
     float_output: bool = False,
@@ -79,6 +79,7 @@ def separate_file(
     on bad input or output; then no output file is created or replaced."""
     started = time.perf_counter()
     groups = output_groups(separator.sources, stems, two_stems)
+    mask = mask or separator.default_mask
     track = track or track_name(path)
     targets = {name: output_path(out_dir, template, track, name, fmt) for name in groups}
     if not overwrite:

@@ -80,6 +80,11 @@ class Separator:
         return self.model.config.sources
 
     @property
+    def default_mask(self) -> str:
+        """The mask kind that scored better on validation (recorded in the card), else soft."""
+        return self.card.get("default_mask", "soft")
+
+    @property
     def sample_rate(self) -> int:
         return self.stft.sample_rate
 
@@ -126,12 +131,13 @@ class Separator:
             yield Chunk(out_start, stems)
 
     def separate(self, audio: np.ndarray, sample_rate: int, stems: tuple[str, ...] | None = None,
-                 two_stems: str | None = None, mask: str = "binary") -> dict[str, np.ndarray]:
+                 two_stems: str | None = None, mask: str | None = None) -> dict[str, np.ndarray]:
         """Separate an in-memory signal.
 
         Args:
             audio: (channels, samples) or (samples,) float, channels 1 or 2.
             sample_rate: its rate; other rates than the model's are resampled (soxr) and back.
+            mask: "soft" or "binary"; default: the checkpoint's `default_mask`.
         Returns:
             {stem: array shaped like `audio`} float32.
         """
@@ -158,6 +164,7 @@ class Separator:
             return out
 
         groups = output_groups(self.sources, stems, two_stems)
+        mask = mask or self.default_mask
         pieces: dict[str, list[np.ndarray]] = {name: [] for name in groups}
         for chunk in self.iter_chunks(read, n, audio.shape[0], groups, mask):
             for name, piece in chunk.stems.items():
