@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig, STFTConfig, config_from_dict
+from .config import STFTConfig, config_from_dict
 from .errors import StemsError
 from .model import MaskNet
 

@@ -1,0 +1,126 @@
+"""`stems evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import StemsError
+from ..masks import MASK_KINDS
+from .common import app, console, fail as _fail
+
+
+@app.command(epilog="Example: stems evaluate --musdb ../shared/data/musdb18-7s --split valid --jobs 2 --markdown valid.md --chart valid.png")
+def evaluate(
+    musdb_root: Optional[Path] = typer.Option(None, "--musdb", help="MUSDB18 root (train/ and test/ folders of .stem.mp4)."),
+    subset: str = typer.Option("train", "--subset", help="MUSDB subset: train or test."),
+    split: Optional[str] = typer.Option("valid", "--split", help="With --subset train: train or valid."),
+    is_wav: bool = typer.Option(False, "--is-wav", help="MUSDB18 in its wav layout."),
+    stems_dir: Optional[Path] = typer.Option(None, "--stems-dir", help="References as <DIR>/<song>/{drums,bass,other,vocals}.*"),
+    estimates: Optional[Path] = typer.Option(None, "--estimates", help="Also score another system's outputs <DIR>/<track>/<stem>.wav."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint file or registry name (default: the shipped model)."),
+    masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only --oracle is given); '' for none."),
+    oracles: Optional[str] = typer.Option(None, "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm (default all); '' for none."),
+    jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),
+    cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache: an interrupted run resumes."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary and every track's scores as JSON."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the summary table as markdown."),
+    chart: Optional[Path] = typer.Option(None, "--chart", help="Write a PNG bar chart of per-stem SDR."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Track name: write <TRACK>.masks.png (mix, predicted and oracle masks)."),
+) -> None:
+    """Per-stem SDR (BSSEval v4 over 1-s frames; median over frames, then over tracks, as SiSEC
+    2018) of the model, other systems' estimates and oracle baselines, on the same tracks."""
+    from rich.progress import MofNCompleteColumn
+
+    from ..config import STFTConfig
+    from ..evaluate import ORACLES, estimates_reader, evaluate_systems, oracle_estimates, reference_tracks, summary_table
+    from ..report import bar_chart, markdown_table
+    from ..separator import Separator
+
+    if masks is None:
+        masks = "" if oracles is not None and estimates is None else "soft,binary"
+    mask_kinds = [m for m in masks.split(",") if m]
+    oracle_kinds = [o for o in (",".join(ORACLES) if oracles is None else oracles).split(",") if o]
+    for kind in mask_kinds:
+        if kind not in MASK_KINDS:
+            _fail(f"--mask {kind}: choose from {', '.join(MASK_KINDS)}", 2)
+    for kind in oracle_kinds:
+        if kind not in ORACLES:
+            _fail(f"--oracle {kind}: choose from {', '.join(ORACLES)}", 2)
+    try:
+        tracks = reference_tracks(musdb_root, subset, split, is_wav, stems_dir, Path(".cache/stems-data"))
+        separator = Separator.from_checkpoint(checkpoint) if mask_kinds or plot else None
+    except StemsError as error:
+        _fail(str(error))
+    names = ("drums", "bass", "other", "vocals")
+    systems, cache_keys = {}, {}
+    for kind in mask_kinds:
+        label = f"stems {kind}"
+        systems[label] = lambda track, refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
+        cache_keys[label] = f"weights-{separator.card['weights_sha256'][:16]}-{kind}"
+    if estimates is not None:
+        systems[f"estimates {estimates.name}"] = estimates_reader(estimates, names)
+    for kind in oracle_kinds:
+        systems["mixture" if kind == "mix" else f"oracle {kind.upper()}"] = \
+            lambda track, refs, kind=kind: oracle_estimates(refs, names, kind, STFTConfig())
+    where = f"{'MUSDB18 ' + subset + ('/' + split if split and subset == 'train' else '') if musdb_root else stems_dir}"
+    title = f"SDR (dB), BSSEval v4, median over 1-s frames then over {len(tracks)} tracks of {where}" + (
+        f"; model {Path(separator.card['path']).name}" if mask_kinds else "")
+    if systems:
+        with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as progress:
+            task = progress.add_task("score", total=len(tracks) * len(systems))
+            try:
+                results = evaluate_systems(tracks, systems, names, cache_dir, jobs, lambda: progress.advance(task),
+                                           cache_keys)
+            except StemsError as error:
+                _fail(str(error))
+        summary = summary_table(results, names)
+        table = Table(title=title)
+        table.add_column("system")
+        for column in (*names, "mean"):
+            table.add_column(column, justify="right")
+        for system, row in summary.items():
+            table.add_row(system, *(f"{row[c]:.2f}" for c in (*names, "mean")))
+        Console().print(table)
+        ibm = summary.get("oracle IBM")
+        for system, row in summary.items():
+            if ibm and not system.startswith(("oracle", "mixture")):
+                Console().print(f"{system}: mean SDR {row['mean']:.2f} dB = {100 * row['mean'] / ibm['mean']:.0f}% of the oracle IBM1 mean")
+        if json_out is not None:
+            json_out.write_text(json.dumps({"summary": summary, "tracks": results}, indent=1))
+        if markdown is not None:
+            markdown.write_text(markdown_table(summary, names, title))
+        if chart is not None:
+            bar_chart(summary, names, chart, title)
+    if plot is not None:
+        _plot_track(plot, tracks, separator, mask_kinds[0] if mask_kinds else "soft")
+
+
+def _plot_track(name: str, tracks, separator, mask: str) -> None:
+    import torch
+
+    from . import spectral
+    from ..evaluate import oracle_masks
+    from ..masks import inference_masks
+    from ..report import mask_plot
+
+    found = dict(tracks).get(name)
+    if found is None:
+        _fail(f"--plot {name}: no such track (tracks: {', '.join(t for t, _ in tracks)})")
+    stems_spec = spectral.stft(torch.from_numpy(found), separator.stft)
+    mix_spec = stems_spec.sum(dim=0)
+    with torch.inference_mode():
+        logits = separator.model(separator.model.pad(mix_spec.abs())[None])[0]
+    predicted = inference_masks(logits, mask)[:, 0].numpy()
+    oracle = oracle_masks(stems_spec, "argmax")[:, 0].numpy()
+    path = Path(f"{name}.masks.png")
+    mask_plot(mix_spec[0].abs().numpy(), predicted, oracle, separator.sources, separator.sample_rate,
+              separator.stft.hop_length, path, f"{name}: {mask} masks of {Path(separator.card['path']).name} vs oracle argmax")
+    console.print(f"wrote {path}", highlight=False)
