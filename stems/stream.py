@@ -2,9 +2,9 @@
 
 The two stateful stages are plain classes, so the threads only move blocks between them:
 
-- `FrameAnalyser` (process): takes samples as they arrive, computes each STFT frame once, keeps
-  the magnitudes of the last `past` frames, and runs the network on exactly the window each new
-  frame needs: a frame's mask is ready `lookahead` frames after the frame itself.
+- `FrameAnalyser` (process): takes samples as they arrive, computes each STFT frame once and
+  feeds its magnitudes to the network run incrementally (`stems.incremental`: each layer computes
+  each frame once); a frame's mask is ready `lookahead` frames after the frame itself.
 - `FrameSynthesiser` (reconstruct): overlap-adds masked frames through the shared
   `reconstruct` stage, keeping the frames still needed for the next samples, and emits every
   sample once all frames covering it are in.
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from . import spectral
+from .incremental import IncrementalMaskNet
 from .masks import inference_masks
 from .reconstruct import reconstruct
 from .separator import Separator
@@ -63,7 +64,8 @@ class FrameAnalyser:
         self.next_frame = 0  # next STFT frame to compute
         self.next_mask = 0  # next frame whose mask is due
         bins = self.stft.n_bins
-        self.mags = torch.zeros(2, bins, self.model.past)  # magnitudes of frames next_mask-past ..
+        self.net = IncrementalMaskNet(self.model)
+        self.net.push(torch.zeros(1, 2, bins, self.model.past))  # frames before the signal are silent
         self.specs = torch.zeros(2, bins, 0, dtype=torch.complex64)  # complex frames next_mask ..
 
     def push(self, block: np.ndarray) -> Frames | None:
@@ -92,27 +94,25 @@ class FrameAnalyser:
                 samples = samples.expand(2, -1)
             spec = spectral.stft_frames(samples, self.stft)
             self.specs = torch.cat([self.specs, spec], dim=-1)
-            self.mags = torch.cat([self.mags, spec.abs()], dim=-1)
+            new_logits = [self.net.push(spec.abs()[None])]
             self.next_frame = computable
             keep_from = self.next_frame * hop - half  # the next frame's first sample
             self.buffer = self.buffer[:, keep_from - self.buffer_start:]
             self.buffer_start = keep_from
-        ahead = self.model.lookahead
-        if total != _HUGE:  # past the end the model sees zero frames, as offline
-            self.mags = torch.nn.functional.pad(self.mags, (0, ahead))
-            due = total
         else:
-            due = self.next_frame - ahead
-        if due <= self.next_mask:
+            new_logits = []
+        if total != _HUGE:  # past the end the model sees zero frames, as offline
+            new_logits.append(self.net.push(torch.zeros(1, 2, self.stft.n_bins, self.model.lookahead)))
+        new_logits = [x for x in new_logits if x is not None]
+        if not new_logits:
             return None
-        count = due - self.next_mask
+        logits = torch.cat(new_logits, dim=-1)[0]
+        count = logits.shape[-1]
         with torch.inference_mode():
-            window = self.mags[..., : count + 2 * self.model.context]
-            masks = inference_masks(self.model(window[None])[0], self.mask)
+            masks = inference_masks(logits, self.mask)
         frames = Frames(self.next_mask, self.specs[..., :count], masks, total)
         self.specs = self.specs[..., count:]
-        self.mags = self.mags[..., count:]
-        self.next_mask = due
+        self.next_mask += count
         return frames
 
 
