@@ -106,7 +106,7 @@ def evaluate(
 def _plot_track(name: str, tracks, separator, mask: str) -> None:
     import torch
 
-    from . import spectral
+    from .. import spectral
     from ..evaluate import oracle_masks
     from ..masks import inference_masks
     from ..report import mask_plot
