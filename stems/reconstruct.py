@@ -20,6 +20,12 @@ def apply_mask(mix_spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(torch.view_as_real(mix_spec) * mask[..., None])
 
 
+def covers_all_sources(groups: dict[str, tuple[int, ...]], n_sources: int) -> bool:
+    """Whether the groups together take every source exactly once (then the last group can be
+    the mix minus the others)."""
+    return sorted(i for indices in groups.values() for i in indices) == list(range(n_sources))
+
+
 def reconstruct(
     mix_spec: torch.Tensor,
     masks: torch.Tensor,
@@ -42,9 +48,7 @@ def reconstruct(
         ({name: (channels, samples)}, index of the first sample), see `spectral.overlap_add`.
     """
     names = list(groups)
-    n_sources = masks.shape[0]
-    covered = sorted(i for name in names for i in groups[name])
-    residual = mix_samples is not None and covered == list(range(n_sources)) and len(names) > 1
+    residual = mix_samples is not None and covers_all_sources(groups, masks.shape[0]) and len(names) > 1
     direct = names[:-1] if residual else names
     group_masks = torch.stack([masks[list(groups[name])].sum(dim=0) for name in direct])
     stem_specs = apply_mask(mix_spec.unsqueeze(0), group_masks)

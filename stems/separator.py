@@ -23,7 +23,7 @@ from .checkpoint import load_checkpoint
 from .config import STFTConfig
 from .masks import inference_masks
 from .model import MaskNet
-from .reconstruct import reconstruct
+from .reconstruct import covers_all_sources, reconstruct
 
 ReadFn = Callable[[int, int], np.ndarray]  # (start, stop) -> (channels, stop - start), zeros outside
 
@@ -174,7 +174,7 @@ class Separator:
             import librosa
 
             names = list(result)
-            partition = sorted(i for g in groups.values() for i in g) == list(range(len(self.sources)))
+            partition = covers_all_sources(groups, len(self.sources))
             for name in names[:-1] if partition else names:
                 wave = librosa.resample(result[name], orig_sr=self.sample_rate, target_sr=sample_rate, res_type="soxr_hq")
                 result[name] = np.pad(wave, ((0, 0), (0, max(0, length - wave.shape[-1]))))[:, :length]
