@@ -149,17 +149,22 @@ def _probe_rate(path: Path) -> int:
         return 0
 
 
-def read_block(handle: sf.SoundFile, start: int, stop: int) -> np.ndarray:
-    """Samples [start, stop) as float32 (channels, stop - start), zeros outside the file."""
+def read_block(handle: sf.SoundFile, start: int, stop: int, source: Path | str | None = None) -> np.ndarray:
+    """Samples [start, stop) as float32 (channels, stop - start), zeros outside the file.
+    Errors name `source` (the user's file; default: the file `handle` reads)."""
+    source = source or handle.name
     out = np.zeros((handle.channels, stop - start), dtype=np.float32)
     lo, hi = max(start, 0), min(stop, handle.frames)
     if hi > lo:
-        handle.seek(lo)
-        data = handle.read(hi - lo, dtype="float32", always_2d=True)
+        try:
+            handle.seek(lo)
+            data = handle.read(hi - lo, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise StemsError(f"{source}: corrupt audio at sample {lo} ({error})") from None
         if data.shape[0] != hi - lo:
-            raise StemsError(f"{handle.name}: truncated audio (expected {hi - lo} samples at {lo}, got {data.shape[0]})")
+            raise StemsError(f"{source}: truncated audio (expected {hi - lo} samples at {lo}, got {data.shape[0]})")
         if not np.isfinite(data).all():
-            raise StemsError(f"{handle.name}: audio contains NaN or infinite samples")
+            raise StemsError(f"{source}: audio contains NaN or infinite samples")
         out[:, lo - start: hi - start] = data.T
     return out
 
@@ -167,7 +172,7 @@ def read_block(handle: sf.SoundFile, start: int, stop: int) -> np.ndarray:
 def load(path: Path, sample_rate: int) -> np.ndarray:
     """Whole file as float32 (channels, samples) at `sample_rate` (for short files and tests)."""
     with open_audio(Path(path), sample_rate) as (handle, info):
-        return read_block(handle, 0, info.frames)
+        return read_block(handle, 0, info.frames, path)
 
 
 class StemWriter:
@@ -227,3 +232,34 @@ class StemWriter:
         if not self.handle.closed:
             self.handle.close()
         self.temporary.unlink(missing_ok=True)
+
+
+class StemFiles:
+    """One StemWriter per stem. `write` takes {stem: (channels, samples)} blocks, `commit` puts
+    every file in place and returns {stem: path}, `abort` removes every temporary."""
+
+    def __init__(self, targets: dict[str, Path], sample_rate: int, channels: int, fmt: str, float_output: bool = False):
+        self.writers: dict[str, StemWriter] = {}
+        try:
+            for name, target in targets.items():
+                self.writers[name] = StemWriter(target, sample_rate, channels, fmt, float_output)
+        except BaseException:
+            self.abort()
+            raise
+
+    @property
+    def clipped(self) -> dict[str, int]:
+        return {name: writer.clipped for name, writer in self.writers.items() if writer.clipped}
+
+    def write(self, blocks: dict[str, np.ndarray]) -> None:
+        for name, block in blocks.items():
+            self.writers[name].write(block)
+
+    def commit(self) -> dict[str, Path]:
+        for writer in self.writers.values():
+            writer.commit()
+        return {name: writer.target for name, writer in self.writers.items()}
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()

@@ -1,7 +1,8 @@
 """File to files: read blocks, separate, write every stem atomically.
 
 Output paths come from one naming function (`output_path`); a template that would escape the
-output directory is refused.
+output directory is refused. With the format stem.mp4 all stems go into one NI Stem file, whose
+`{stem}` in the template is "stems".
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .audio import StemWriter, open_audio, read_block
+from .audio import StemFiles, open_audio, read_block
 from .errors import StemsError
 from .separator import Separator, output_groups
+from .stemmp4 import NI_STEMS, STEM_MP4, StemMP4Writer
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
+STEM_MP4_TEMPLATE = "{track}.{ext}"
 
 
 def track_name(path: Path) -> str:
@@ -70,18 +73,27 @@ def separate_file(
     two_stems: str | None = None,
     mask: str | None = None,
     fmt: str = "wav",
-    template: str = DEFAULT_TEMPLATE,
+    template: str | None = None,
     float_output: bool = False,
+    codec: str = "aac",
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> FileResult:
     """Separate one file into `out_dir`, in bounded memory. Raises StemsError (naming the file)
-    on bad input or output; then no output file is created or replaced."""
+    on bad input or output; then no output file is created or replaced.
+
+    `fmt` is wav, flac, mp3 or stem.mp4 (one file: the input's mix, then the four stems, encoded
+    with `codec`: aac or alac); `template` defaults to DEFAULT_TEMPLATE (STEM_MP4_TEMPLATE)."""
     started = time.perf_counter()
     groups = output_groups(separator.sources, stems, two_stems)
     mask = mask or separator.default_mask
     track = track or track_name(path)
-    targets = {name: output_path(out_dir, template, track, name, fmt) for name in groups}
+    stem_file = fmt == STEM_MP4
+    template = template or (STEM_MP4_TEMPLATE if stem_file else DEFAULT_TEMPLATE)
+    if stem_file and sorted(groups) != sorted(NI_STEMS):
+        raise StemsError(f"{path}: a .stem.mp4 holds {', '.join(NI_STEMS)}, not {', '.join(groups)}")
+    names = ["stems"] if stem_file else groups
+    targets = {name: output_path(out_dir, template, track, name, fmt) for name in names}
     if not overwrite:
         existing = [str(t) for t in targets.values() if t.exists()]
         if existing:
@@ -89,24 +101,24 @@ def separate_file(
     with open_audio(path, separator.sample_rate) as (handle, info):
         result = FileResult(path, duration=info.duration,
                             resampled_from=info.original_rate if info.original_rate != info.sample_rate else None)
-        writers: dict[str, StemWriter] = {}
+        if stem_file:
+            writer = StemMP4Writer(targets["stems"], info.sample_rate, codec, tags_from=path)
+        else:
+            writer = StemFiles(targets, info.sample_rate, info.channels, fmt, float_output)
         try:
-            for name, target in targets.items():
-                writers[name] = StemWriter(target, info.sample_rate, info.channels, fmt, float_output)
-            for chunk in separator.iter_chunks(lambda a, b: read_block(handle, a, b), info.frames,
+            for chunk in separator.iter_chunks(lambda a, b: read_block(handle, a, b, path), info.frames,
                                                info.channels, groups, mask):
-                for name, piece in chunk.stems.items():
-                    writers[name].write(piece)
+                stop = chunk.start + next(iter(chunk.stems.values())).shape[-1]
+                blocks = chunk.stems
+                if stem_file:  # NI's first stream is the input's own mix, sample-aligned with the stems
+                    blocks = {"mix": read_block(handle, chunk.start, stop, path), **blocks}
+                writer.write(blocks)
                 if progress is not None:
-                    progress(chunk.start + next(iter(chunk.stems.values())).shape[-1], info.frames)
-            for name, writer in writers.items():
-                writer.commit()
-                result.outputs[name] = writer.target
-                if writer.clipped:
-                    result.clipped[name] = writer.clipped
+                    progress(stop, info.frames)
+            result.outputs = writer.commit()
+            result.clipped = writer.clipped
         except BaseException:
-            for writer in writers.values():
-                writer.abort()
+            writer.abort()
             raise
     result.seconds = time.perf_counter() - started
     return result

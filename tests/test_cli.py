@@ -211,7 +211,7 @@ def test_info(tiny_checkpoint):
 
 
 def test_help_has_examples():
-    for command in ("separate", "info"):
+    for command in ("separate", "info", "export-stems"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output
 

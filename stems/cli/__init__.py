@@ -1,12 +1,28 @@
 """The `stems` command: thin typer commands over the library, with rich progress and summaries.
 One module per command group; importing them registers their commands on `app`."""
 
-from . import separate, stream, evaluate, train  # noqa: F401, I001  (registers the commands, in help order)
-from .common import app
+import signal
+import sys
+
+from . import separate, export_stems, stream, evaluate, train  # noqa: F401, I001  (registers the commands, in help order)
+from .common import Interrupted, app, console
 
 
-def main() -> None:  # pragma: no cover - entry point
-    app(prog_name="stems")
+def _interrupt(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+def main() -> None:  # pragma: no cover - entry point, tested through subprocesses
+    """Run the CLI; SIGINT and SIGTERM unwind it (writers remove their temporary files, finished
+    outputs stay) and exit with 128 + the signal's number: 130 or 143."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        app(prog_name="stems")
+    except Interrupted as stop:
+        console.print(f"[red]interrupted[/red] by {signal.Signals(stop.signum).name}: finished outputs are complete, "
+                      "the one in progress was removed", highlight=False)
+        sys.exit(128 + stop.signum)
 
 
 __all__ = ["app", "main"]

@@ -13,17 +13,22 @@ from rich.table import Table
 
 from ..audio import OUTPUT_FORMATS, find_audio_files
 from ..errors import StemsError
-from ..files import DEFAULT_TEMPLATE, FileResult, track_name
+from ..files import DEFAULT_TEMPLATE, STEM_MP4_TEMPLATE, FileResult, track_name
 from ..masks import MASK_KINDS
+from ..stemmp4 import CODECS, STEM_MP4
 from .common import app, console, fail as _fail
 
 
-@app.command(epilog="Example: stems separate song.mp3 ~/Music/album -o stems_out --two-stems vocals --format flac")
+@app.command(epilog="Examples: stems separate song.mp3 ~/Music/album -o stems_out --two-stems vocals --format flac\n\n"
+                    "stems separate song.mp3 --format stem.mp4 --codec alac   (writes separated/song.stem.mp4)")
 def separate(
     inputs: list[Path] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
     out_dir: Path = typer.Option(Path("separated"), "-o", "--out", help="Output directory."),
-    fmt: str = typer.Option("wav", "--format", help=f"Output format: {', '.join(OUTPUT_FORMATS)}."),
-    filename: str = typer.Option(DEFAULT_TEMPLATE, "--filename", help="Output path template inside the output directory: {track}, {stem}, {ext}."),
+    fmt: str = typer.Option("wav", "--format", help=f"Output format: {', '.join(OUTPUT_FORMATS)}, or {STEM_MP4}: one "
+                            "Native Instruments Stem file per track (the mix, then drums, bass, other, vocals) for Traktor and Mixxx."),
+    codec: Optional[str] = typer.Option(None, "--codec", help=f"Codec of --format {STEM_MP4}: aac (256 kb/s, the default) or alac (lossless)."),
+    filename: Optional[str] = typer.Option(None, "--filename", help="Output path template inside the output directory: {track}, {stem}, {ext} "
+                                           f"(default '{DEFAULT_TEMPLATE}', or '{STEM_MP4_TEMPLATE}' for {STEM_MP4})."),
     stems: Optional[str] = typer.Option(None, "--stems", help="Comma-separated subset to write, e.g. 'vocals' or 'drums,bass'."),
     two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Write STEM and no_STEM (e.g. vocals / no_vocals: karaoke)."),
     mask: Optional[str] = typer.Option(None, "--mask", help=f"Mask kind: {', '.join(MASK_KINDS)} (default: the checkpoint's better one)."),
@@ -32,17 +37,23 @@ def separate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     verbose: bool = typer.Option(False, "--verbose", help="Show tracebacks."),
 ) -> None:
-    """Separate files into stems: OUT/<track>/<stem>.wav by default.
+    """Separate files into stems: OUT/<track>/<stem>.wav by default, OUT/<track>.stem.mp4 with --format stem.mp4.
 
     Exit status 0 only when every file succeeded; failures are listed at the end.
     """
     from ..files import separate_file
     from ..separator import Separator
 
-    if fmt not in OUTPUT_FORMATS:
-        _fail(f"--format {fmt}: choose from {', '.join(OUTPUT_FORMATS)}", 2)
+    if fmt not in (*OUTPUT_FORMATS, STEM_MP4):
+        _fail(f"--format {fmt}: choose from {', '.join(OUTPUT_FORMATS)}, {STEM_MP4}", 2)
+    if codec is not None and fmt != STEM_MP4:
+        _fail(f"--codec applies to --format {STEM_MP4} only", 2)
+    if codec is not None and codec not in CODECS:
+        _fail(f"--codec {codec}: choose from {', '.join(CODECS)}", 2)
     if stems and two_stems:
         _fail("--stems and --two-stems cannot be used together", 2)
+    if fmt == STEM_MP4 and (stems or two_stems):
+        _fail(f"--format {STEM_MP4} always holds all four stems: it cannot be used with --stems or --two-stems", 2)
     if mask is not None and mask not in MASK_KINDS:
         _fail(f"--mask {mask}: choose from {', '.join(MASK_KINDS)}", 2)
     subset = tuple(s.strip() for s in stems.split(",") if s.strip()) if stems else None
@@ -72,7 +83,7 @@ def separate(
             try:
                 result = separate_file(
                     separator, path, out_dir, track=name, stems=subset, two_stems=two_stems, mask=mask,
-                    fmt=fmt, template=filename, float_output=float_output, overwrite=overwrite,
+                    fmt=fmt, template=filename, float_output=float_output, codec=codec or "aac", overwrite=overwrite,
                     progress=lambda done, total, task=task: progress.update(task, completed=done / total))
             except StemsError as error:
                 result = FileResult(path, error=str(error))

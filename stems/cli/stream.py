@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import StemsError
-from .common import app, console, fail as _fail
+from .common import Interrupted, app, console, fail as _fail
 
 
 @app.command(epilog="Examples: stems stream song.mp3 --record out/ --gains vocals=0   |   "
@@ -84,7 +84,7 @@ def stream(
                                       live=pace)
             pipeline.stop = stop
             latency_ms = 1000 * (latency_samples(separator) + block) / rate
-            interrupted = False
+            interrupted = 0  # the exit status a signal asks for
             try:
                 with Live(status_table(pipeline.stats, stem_gains, block / rate, latency_ms), console=console,
                           refresh_per_second=10, transient=False) as display:
@@ -92,8 +92,8 @@ def stream(
                     try:
                         while not pipeline.wait(0.1):
                             display.update(status_table(pipeline.stats, stem_gains, block / rate, latency_ms))
-                    except KeyboardInterrupt:  # stop reading, drain what was read, keep complete files
-                        interrupted = True
+                    except (KeyboardInterrupt, Interrupted) as caught:  # stop reading, drain, keep complete files
+                        interrupted = 128 + caught.signum if isinstance(caught, Interrupted) else 130
                         stop.set()
                         pipeline.wait()
                     display.update(status_table(pipeline.stats, stem_gains, block / rate, latency_ms))
@@ -107,6 +107,6 @@ def stream(
             stats = pipeline.stats
             console.print(f"{stats.blocks} blocks, dropped in {stats.dropped_in}, dropped out {stats.dropped_out}")
             if interrupted:
-                raise typer.Exit(130)
+                raise typer.Exit(interrupted)
     except StemsError as error:
         _fail(str(error))
