@@ -87,6 +87,20 @@ class MaskNet(nn.Module):
         k = config.head_kernel
         self.fine = nn.Conv2d(channels, outputs, (k, 1), padding=(k // 2, 0))
 
+    @torch.no_grad()
+    def fold_batchnorm(self) -> "MaskNet":
+        """Merge each BatchNorm into the convolution before it (its eval-mode statistics become the
+        convolution's scale and bias), in place, for inference: the same outputs with a third
+        fewer operations, which matters most when streaming many tiny blocks. Returns self."""
+        for layer in self.modules():
+            if isinstance(layer, nn.Sequential) and isinstance(layer[1], nn.BatchNorm2d):
+                conv, norm = layer[0], layer[1]
+                scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                conv.weight.mul_(scale[:, None, None, None])
+                conv.bias = nn.Parameter(norm.bias - norm.running_mean * scale)
+                layer[1] = nn.Identity()
+        return self
+
     def pad(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """Zero frames before and after (..., frames) magnitudes, so `forward` returns one
         output per input frame."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -61,3 +63,12 @@ def example_stems() -> tuple[np.ndarray, Path]:
     path = Path(stempeg.example_stem_path())
     audio, _ = stempeg.read_stems(str(path), sample_rate=RATE)
     return audio.transpose(0, 2, 1).astype(np.float32), path
+
+
+def wait_for(condition, timeout: float = 120.0) -> None:
+    """Poll `condition` until it holds (a subprocess reached a state), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)

@@ -1,3 +1,5 @@
+import copy
+
 import torch
 
 from stems.config import ModelConfig, STFTConfig
@@ -52,3 +54,18 @@ def test_incremental_network_equals_one_pass_for_any_split():
         streamed = torch.cat([p for p in pieces if p is not None], dim=-1)
         assert streamed.shape == whole.shape
         assert torch.allclose(streamed, whole, atol=1e-5)
+
+
+def test_folding_batchnorm_keeps_the_outputs():
+    model = make_model(widths=(4, 8, 8))
+    with torch.no_grad():  # statistics far from the defaults
+        for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.running_mean.uniform_(-1, 1)
+            norm.running_var.uniform_(0.5, 2)
+    x = torch.rand(1, 2, model.n_bins, 40)
+    with torch.no_grad():
+        expected = model(x)
+        folded = copy.deepcopy(model).fold_batchnorm()
+        got = folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

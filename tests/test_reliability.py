@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,7 @@ from stems.cli import app
 from stems.errors import StemsError
 from stems.files import separate_file
 
-from conftest import RATE, synth
+from conftest import RATE, synth, wait_for
 
 STEMS = ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
 EXE = os.path.join(os.path.dirname(sys.executable), "stems")
@@ -238,14 +237,6 @@ def test_missing_ffmpeg_gives_an_install_hint(tmp_path, tiny_checkpoint, monkeyp
     assert result.exit_code == 1 and "ffmpeg not found: install it (apt-get install" in result.output
 
 
-def _wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_during_a_batch_keeps_finished_outputs_and_removes_the_rest(tmp_path, tiny_checkpoint, signum, status):
@@ -254,7 +245,7 @@ def test_signal_during_a_batch_keeps_finished_outputs_and_removes_the_rest(tmp_p
     out = tmp_path / "out"
     process = subprocess.Popen([EXE, "separate", str(tmp_path / "in"), "-o", str(out), "--checkpoint",
                                 str(tiny_checkpoint)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(lambda: len(list(out.glob("song0/*.wav"))) == 4 and list(out.glob("song1/.*part*")))
+    wait_for(lambda: len(list(out.glob("song0/*.wav"))) == 4 and list(out.glob("song1/.*part*")))
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
     assert process.returncode == status, err.decode()[-500:]
@@ -274,7 +265,7 @@ def test_sigterm_during_training_exits_143_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
     process = subprocess.Popen([EXE, "train", *_settings(tmp_path, steps=400, save_every=5), "--out", str(run_dir)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(lambda: (run_dir / "state.pt").exists() or process.poll() is not None, timeout=300)
+    wait_for(lambda: (run_dir / "state.pt").exists() or process.poll() is not None, timeout=300)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err.decode()[-500:]

@@ -16,7 +16,7 @@ from stems.config import STFTConfig
 from stems.separator import Separator, output_groups
 from stems.stream import StreamPipeline, latency_samples, stream_blocks
 
-from conftest import RATE, make_model, synth
+from conftest import RATE, make_model, synth, wait_for
 
 
 def _blocks(audio, size):
@@ -107,7 +107,8 @@ def test_sigint_while_streaming_keeps_complete_files(tmp_path, tiny_checkpoint):
     exe = os.path.join(os.path.dirname(sys.executable), "stems")
     process = subprocess.Popen([exe, "stream", str(path), "--record", str(tmp_path / "rec"), "--realtime",
                                 "--checkpoint", str(tiny_checkpoint)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(6)
+    wait_for(lambda: any((tmp_path / "rec").glob("*")))  # recording has started: the handlers are in place
+    time.sleep(1)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err.decode()[-500:]
