@@ -220,6 +220,9 @@ class StemWriter:
                 encoded = self.target.with_name(f".{self.target.name}.part.mp3")
                 try:
                     run_ffmpeg(["-i", str(self.temporary), "-codec:a", "libmp3lame", "-b:a", "320k", str(encoded)], self.target)
+                except BaseException:
+                    encoded.unlink(missing_ok=True)  # what ffmpeg wrote before it failed or was stopped
+                    raise
                 finally:
                     self.temporary.unlink(missing_ok=True)
                 self.temporary = encoded

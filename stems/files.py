@@ -15,7 +15,7 @@ from typing import Callable
 from .audio import StemFiles, open_audio, read_block
 from .errors import StemsError
 from .separator import Separator, output_groups
-from .stemmp4 import NI_STEMS, STEM_MP4, StemMP4Writer
+from .stemmp4 import NI_STEMS, STEM_MP4, STREAMS, StemMP4Writer
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
 STEM_MP4_TEMPLATE = "{track}.{ext}"
@@ -53,10 +53,16 @@ class FileResult:
     clipped: dict[str, int] = field(default_factory=dict)
     resampled_from: int | None = None
     error: str | None = None
+    skipped: bool = False  # every output already existed (skip_existing)
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def status(self) -> str:
+        """"ok", "skipped" or "failed"."""
+        return "failed" if self.error is not None else "skipped" if self.skipped else "ok"
 
     @property
     def speed(self) -> float:
@@ -77,10 +83,16 @@ def separate_file(
     float_output: bool = False,
     codec: str = "aac",
     overwrite: bool = False,
+    skip_existing: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> FileResult:
     """Separate one file into `out_dir`, in bounded memory. Raises StemsError (naming the file)
     on bad input or output; then no output file is created or replaced.
+
+    With `skip_existing`, a file whose outputs all exist is not read (the result is `skipped`):
+    writers rename only complete files into place, so an existing output is a finished one. When
+    only some exist (a batch stopped between two renames) the file is separated again and they
+    are replaced.
 
     `fmt` is wav, flac, mp3 or stem.mp4 (one file: the input's mix, then the four stems, encoded
     with `codec`: aac or alac); `template` defaults to DEFAULT_TEMPLATE (STEM_MP4_TEMPLATE)."""
@@ -94,7 +106,10 @@ def separate_file(
         raise StemsError(f"{path}: a .stem.mp4 holds {', '.join(NI_STEMS)}, not {', '.join(groups)}")
     names = ["stems"] if stem_file else groups
     targets = {name: output_path(out_dir, template, track, name, fmt) for name in names}
-    if not overwrite:
+    if skip_existing and all(t.is_file() for t in targets.values()):
+        outputs = {stream: targets["stems"] for stream in STREAMS} if stem_file else targets
+        return FileResult(path, outputs=outputs, skipped=True, seconds=time.perf_counter() - started)
+    if not (overwrite or skip_existing):
         existing = [str(t) for t in targets.values() if t.exists()]
         if existing:
             raise StemsError(f"{existing[0]}: output exists (use --overwrite to replace it)")

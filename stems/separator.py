@@ -32,18 +32,26 @@ ReadFn = Callable[[int, int], np.ndarray]  # (start, stop) -> (channels, stop - 
 
 def output_groups(sources: tuple[str, ...], stems: tuple[str, ...] | None = None,
                   two_stems: str | None = None) -> dict[str, tuple[int, ...]]:
-    """Output name -> source indices: all sources, a subset, or `two_stems` and its complement
-    (named `no_<stem>`)."""
+    """Output name -> source indices, in source order.
+
+    `stems` names the outputs: a source, or `no_<source>`, every other source summed (`no_vocals`
+    is the instrumental); default: every source. `two_stems` is short for (stem, no_<stem>).
+    """
     if two_stems is not None:
+        if stems is not None:
+            raise ValueError("give stems or two_stems, not both")
         if two_stems not in sources:
             raise ValueError(f"unknown stem '{two_stems}' (choose from {', '.join(sources)})")
-        index = sources.index(two_stems)
-        return {two_stems: (index,), f"no_{two_stems}": tuple(i for i in range(len(sources)) if i != index)}
+        stems = (two_stems, f"no_{two_stems}")
     chosen = stems or sources
-    unknown = [s for s in chosen if s not in sources]
+    known = [name for source in sources for name in (source, f"no_{source}")]
+    unknown = [s for s in chosen if s not in known]
     if unknown:
-        raise ValueError(f"unknown stem(s) {', '.join(unknown)} (choose from {', '.join(sources)})")
-    return {s: (sources.index(s),) for s in sources if s in chosen}
+        raise ValueError(f"unknown stem(s) {', '.join(unknown)} (choose from {', '.join(sources)}, "
+                         "or no_<stem> for all the others)")
+    return {name: (sources.index(name),) if name in sources else
+            tuple(i for i, source in enumerate(sources) if name != f"no_{source}")
+            for name in known if name in chosen}
 
 
 @dataclass(frozen=True)

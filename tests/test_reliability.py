@@ -7,6 +7,7 @@ test. Interrupt tests run the real console script in a subprocess and send it si
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -229,6 +230,20 @@ def test_disk_full_while_writing_leaves_nothing_and_keeps_old_outputs(tmp_path, 
     assert files_under(tmp_path / "out") == [old] and old.read_bytes() == b"good old output"
 
 
+def test_an_mp3_encode_that_fails_midway_leaves_nothing(tmp_path, tiny_checkpoint, monkeypatch):
+    import stems.audio
+
+    def encode_half_then_fail(args, source):
+        Path(args[-1]).write_bytes(b"\xff\xfb" * 1000)
+        raise StemsError(f"{source}: ffmpeg was stopped")
+
+    path = _write(tmp_path / "song.wav", synth(1.0))
+    monkeypatch.setattr(stems.audio, "run_ffmpeg", encode_half_then_fail)
+    result = separate(tiny_checkpoint, path, "-o", tmp_path / "out", "--preset", "karaoke")
+    assert result.exit_code == 1 and "ffmpeg was stopped" in result.output
+    assert files_under(tmp_path / "out") == []
+
+
 def test_missing_ffmpeg_gives_an_install_hint(tmp_path, tiny_checkpoint, monkeypatch, seeds):
     path = tmp_path / "song.m4a"
     path.write_bytes(seeds["m4a"])
@@ -256,6 +271,33 @@ def test_signal_during_a_batch_keeps_finished_outputs_and_removes_the_rest(tmp_p
         assert sorted(p.name for p in (out / folder).iterdir()) == STEMS
         assert {sf.info(p).frames for p in (out / folder).iterdir()} == {30 * RATE}
     assert not [p for p in files_under(out) if ".part" in p.name]
+
+
+@pytest.mark.slow
+def test_a_batch_stopped_by_sigterm_resumes_with_skip_existing(tmp_path, tiny_checkpoint):
+    for i in range(6):
+        _write(tmp_path / "in" / f"song{i}.wav", synth(3.0, seed=i))
+    out, manifest = tmp_path / "out", tmp_path / "run.jsonl"
+    command = [EXE, "separate", str(tmp_path / "in"), "-o", str(out), "--checkpoint", str(tiny_checkpoint),
+               "--skip-existing", "--manifest", str(manifest)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: sorted(p.name for p in out.glob("song0/*")) == STEMS)  # (a glob "*.wav" matches the .part files too)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err.decode()[-500:]
+    finished = {p: p.stat().st_mtime_ns for p in files_under(out)}
+    done = sorted({p.parent.name for p in finished})
+    assert "song0" in done and len(done) < 6
+    first_run = manifest.read_text().splitlines()
+    resumed = subprocess.run(command, capture_output=True, timeout=300, check=False)
+    assert resumed.returncode == 0, resumed.stderr.decode()[-500:]
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished  # the finished tracks were not written again
+    assert sorted(p.name for p in out.iterdir()) == [f"song{i}" for i in range(6)]
+    assert all(sorted(p.name for p in (out / f"song{i}").iterdir()) == STEMS for i in range(6))
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert {line["status"] for line in lines[: len(first_run)]} <= {"ok"}  # (the signal may beat the last finished line)
+    last = {Path(line["input"]).stem: line["status"] for line in lines}
+    assert last == {f"song{i}": "skipped" if f"song{i}" in done else "ok" for i in range(6)}
 
 
 @pytest.mark.slow

@@ -2,48 +2,97 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..audio import OUTPUT_FORMATS, find_audio_files
+from ..batch import batch_tracks, parse_shard
 from ..errors import StemsError
-from ..files import DEFAULT_TEMPLATE, STEM_MP4_TEMPLATE, FileResult, track_name
+from ..files import DEFAULT_TEMPLATE, STEM_MP4_TEMPLATE, FileResult
+from ..manifest import Manifest
 from ..masks import MASK_KINDS
 from ..stemmp4 import CODECS, STEM_MP4
 from .common import app, console, fail as _fail
 
 
+@dataclass(frozen=True)
+class Preset:
+    """Named defaults over `stems separate`'s options; the options a user gives win."""
+
+    what: str
+    stems: str | None = None
+    fmt: str | None = None
+
+    def __str__(self) -> str:
+        flags = " ".join(f"--{flag} {value}" for flag, value in (("stems", self.stems), ("format", self.fmt)) if value)
+        return f"{self.what} ({flags})"
+
+
+PRESETS = {
+    "karaoke": Preset("the instrumental only, mp3 320 kb/s", stems="no_vocals", fmt="mp3"),
+    "acapella": Preset("the vocals only, wav", stems="vocals", fmt="wav"),
+    "dj": Preset("one NI Stem file per track for Traktor and Mixxx", fmt=STEM_MP4),
+}
+DEVICES = ("cpu", "cuda")
+
+
 @app.command(epilog="Examples: stems separate song.mp3 ~/Music/album -o stems_out --two-stems vocals --format flac\n\n"
-                    "stems separate song.mp3 --format stem.mp4 --codec alac   (writes separated/song.stem.mp4)")
+                    "stems separate song.mp3 --format stem.mp4 --codec alac   (writes separated/song.stem.mp4)\n\n"
+                    "stems separate ~/Music --preset karaoke   (writes separated/<track>/no_vocals.mp3)\n\n"
+                    "stems separate ~/Music --preset acapella --format flac   (the preset's vocals, as flac)\n\n"
+                    "stems separate /music -o /stems --shard 3/8 --manifest manifests/3.jsonl --skip-existing   "
+                    "(the third of 8 machines; run again to resume)")
 def separate(
     inputs: list[Path] = typer.Argument(..., help="Audio files or folders (searched recursively)."),
     out_dir: Path = typer.Option(Path("separated"), "-o", "--out", help="Output directory."),
-    fmt: str = typer.Option("wav", "--format", help=f"Output format: {', '.join(OUTPUT_FORMATS)}, or {STEM_MP4}: one "
-                            "Native Instruments Stem file per track (the mix, then drums, bass, other, vocals) for Traktor and Mixxx."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Named defaults; the options you give win. "
+                                         + "; ".join(f"{name}: {p}" for name, p in PRESETS.items()) + "."),
+    fmt: Optional[str] = typer.Option(None, "--format", help=f"Output format: {', '.join(OUTPUT_FORMATS)} (default wav), or {STEM_MP4}: "
+                                      "one Native Instruments Stem file per track (the mix, then drums, bass, other, vocals) for Traktor and Mixxx."),
     codec: Optional[str] = typer.Option(None, "--codec", help=f"Codec of --format {STEM_MP4}: aac (256 kb/s, the default) or alac (lossless)."),
     filename: Optional[str] = typer.Option(None, "--filename", help="Output path template inside the output directory: {track}, {stem}, {ext} "
                                            f"(default '{DEFAULT_TEMPLATE}', or '{STEM_MP4_TEMPLATE}' for {STEM_MP4})."),
-    stems: Optional[str] = typer.Option(None, "--stems", help="Comma-separated subset to write, e.g. 'vocals' or 'drums,bass'."),
+    stems: Optional[str] = typer.Option(None, "--stems", help="Comma-separated outputs: stems, or no_STEM for all the others summed, "
+                                        "e.g. 'vocals', 'drums,bass' or 'no_vocals' (the instrumental)."),
     two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Write STEM and no_STEM (e.g. vocals / no_vocals: karaoke)."),
     mask: Optional[str] = typer.Option(None, "--mask", help=f"Mask kind: {', '.join(MASK_KINDS)} (default: the checkpoint's better one)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint file or registry name (default: the shipped model)."),
+    device: str = typer.Option("cpu", "--device", help=f"Where the network runs: {' or '.join(DEVICES)}."),
     float_output: bool = typer.Option(False, "--float", help="32-bit float wav (24-bit flac) instead of 16-bit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (outputs appear only when "
+                                       "complete): run an interrupted batch again to resume it."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="Append one JSON line per input to this file as each finishes: "
+                                            "input, status (ok, skipped, failed), outputs, their sha256, duration, seconds, error."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="i/n: separate only every n-th file, from the i-th, of the sorted inputs, "
+                                        "so n machines share a catalog (e.g. --shard ${SLURM_ARRAY_TASK_ID}/8)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show tracebacks."),
 ) -> None:
     """Separate files into stems: OUT/<track>/<stem>.wav by default, OUT/<track>.stem.mp4 with --format stem.mp4.
 
-    Exit status 0 only when every file succeeded; failures are listed at the end.
+    Exit status 0 only when every file succeeded or was skipped; failures are listed at the end.
     """
     from ..files import separate_file
-    from ..separator import Separator
+    from ..separator import Separator, output_groups
 
+    if preset is not None and preset not in PRESETS:
+        _fail(f"--preset {preset}: choose from {', '.join(PRESETS)}", 2)
+    chosen = PRESETS[preset] if preset else Preset("no preset")
+    fmt = fmt or chosen.fmt or "wav"
+    if stems is None and two_stems is None:  # --stems and --two-stems each replace the preset's choice of outputs
+        stems = chosen.stems
     if fmt not in (*OUTPUT_FORMATS, STEM_MP4):
         _fail(f"--format {fmt}: choose from {', '.join(OUTPUT_FORMATS)}, {STEM_MP4}", 2)
     if codec is not None and fmt != STEM_MP4:
@@ -56,47 +105,37 @@ def separate(
         _fail(f"--format {STEM_MP4} always holds all four stems: it cannot be used with --stems or --two-stems", 2)
     if mask is not None and mask not in MASK_KINDS:
         _fail(f"--mask {mask}: choose from {', '.join(MASK_KINDS)}", 2)
+    if device not in DEVICES:
+        _fail(f"--device {device}: choose from {', '.join(DEVICES)}", 2)
+    if overwrite and skip_existing:
+        _fail("--overwrite and --skip-existing cannot be used together", 2)
+    try:
+        shard_spec = parse_shard(shard) if shard is not None else None
+    except ValueError as error:
+        _fail(str(error), 2)
+    if device == "cuda" and not torch.cuda.is_available():
+        _fail("--device cuda: no CUDA GPU is available to torch here")
     subset = tuple(s.strip() for s in stems.split(",") if s.strip()) if stems else None
     files, problems = find_audio_files(inputs)
     if not files:
         for path, why in problems:
             console.print(f"[red]error:[/red] {path}: {why}", highlight=False)
         _fail("no audio files to separate")
+    tracks = batch_tracks(files, shard_spec)
+    if shard_spec is not None:
+        console.print(f"shard {shard_spec[0]}/{shard_spec[1]}: {len(tracks)} of the inputs", highlight=False)
     try:
-        separator = Separator.from_checkpoint(checkpoint)
-        from ..separator import output_groups
-
+        separator = Separator.from_checkpoint(checkpoint, device=device)
         output_groups(separator.sources, subset, two_stems)
+        log = Manifest(manifest) if manifest is not None else None
     except (StemsError, ValueError) as error:
         _fail(str(error))
-    mask = mask or separator.default_mask
-    results: list[FileResult] = []
-    used: dict[str, int] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as progress:
-        for path in files:
-            name = track_name(path)
-            used[name] = used.get(name, 0) + 1
-            if used[name] > 1:  # two inputs with one name never share (and overwrite) outputs
-                name = f"{name} ({used[name]})"
-            task = progress.add_task(path.name[:40], total=1.0)
-            try:
-                result = separate_file(
-                    separator, path, out_dir, track=name, stems=subset, two_stems=two_stems, mask=mask,
-                    fmt=fmt, template=filename, float_output=float_output, codec=codec or "aac", overwrite=overwrite,
-                    progress=lambda done, total, task=task: progress.update(task, completed=done / total))
-            except StemsError as error:
-                result = FileResult(path, error=str(error))
-            except Exception as error:  # an unexpected failure of one file must not stop the batch
-                if verbose:
-                    console.print_exception()
-                result = FileResult(path, error=f"{path}: {type(error).__name__}: {error}")
-            progress.remove_task(task)
-            if result.ok and result.resampled_from:
-                console.print(f"{path}: resampled from {result.resampled_from} Hz to {separator.sample_rate} Hz", highlight=False)
-            for stem, count in result.clipped.items():
-                console.print(f"[yellow]warning:[/yellow] {result.outputs[stem]}: {count} samples clipped", highlight=False)
-            results.append(result)
+    separate_one = functools.partial(
+        separate_file, separator, out_dir=out_dir, stems=subset, two_stems=two_stems, mask=mask or separator.default_mask,
+        fmt=fmt, template=filename, float_output=float_output, codec=codec or "aac", overwrite=overwrite,
+        skip_existing=skip_existing)
+    with log or contextlib.nullcontext():
+        results = _separate_all(tracks, separate_one, separator.sample_rate, log, verbose)
     _summary(results)
     failures = [r.error for r in results if not r.ok] + [f"{p}: {why}" for p, why in problems]
     for line in failures:
@@ -106,13 +145,53 @@ def separate(
         raise typer.Exit(1)
 
 
+def _separate_all(tracks: list[tuple[Path, str]], separate_one: Callable[..., FileResult], sample_rate: int,
+                  log: Manifest | None, verbose: bool) -> list[FileResult]:
+    """Run `separate_one(path, track=name, progress=...)` over the tracks in order, with a progress
+    bar and warnings; a failed file becomes a failed result and the batch goes on. Each result goes
+    to `log` as it comes. `sample_rate`: the model's, for the resampling notes."""
+    results: list[FileResult] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as progress:
+        for path, name in tracks:
+            task = progress.add_task(path.name[:40], total=1.0)
+            started = time.perf_counter()
+            try:
+                result = separate_one(path, track=name,
+                                      progress=lambda done, total, task=task: progress.update(task, completed=done / total))
+            except StemsError as error:
+                result = FileResult(path, error=str(error))
+            except Exception as error:  # an unexpected failure of one file must not stop the batch
+                if verbose:
+                    console.print_exception()
+                result = FileResult(path, error=f"{path}: {type(error).__name__}: {error}")
+            if not result.ok:
+                result.seconds = time.perf_counter() - started
+            progress.remove_task(task)
+            if result.resampled_from:
+                console.print(f"{path}: resampled from {result.resampled_from} Hz to {sample_rate} Hz", highlight=False)
+            for stem, count in result.clipped.items():
+                console.print(f"[yellow]warning:[/yellow] {result.outputs[stem]}: {count} samples clipped", highlight=False)
+            results.append(result)
+            if log is not None:
+                try:
+                    log.add(result)
+                except StemsError as error:
+                    _fail(str(error))
+    return results
+
+
+STATUS_STYLES = {"ok": "green", "skipped": "yellow", "failed": "red"}
+
+
 def _summary(results: list[FileResult]) -> None:
     table = Table(title="stems separate")
     for column in ("file", "duration", "seconds", "x real time", "status"):
         table.add_column(column, justify="left" if column in ("file", "status") else "right")
     for r in results:
-        table.add_row(r.path.name, f"{r.duration:.1f}" if r.ok else "-", f"{r.seconds:.2f}" if r.ok else "-",
-                      f"{r.speed:.1f}" if r.ok else "-", "[green]ok[/green]" if r.ok else "[red]failed[/red]")
+        done = r.status == "ok"
+        table.add_row(r.path.name, f"{r.duration:.1f}" if done else "-", f"{r.seconds:.2f}" if done else "-",
+                      f"{r.speed:.1f}" if done else "-", f"[{STATUS_STYLES[r.status]}]{r.status}[/]")
     Console().print(table)
 
 
