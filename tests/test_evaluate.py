@@ -107,3 +107,12 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
     assert alone.exit_code == 0 and "oracle IBM" in alone.output and "stems " not in alone.output
     both = CliRunner().invoke(app, ["evaluate", "--stems-dir", "refs", "--musdb", "x"])
     assert both.exit_code == 1 and "exactly one source" in both.output
+
+
+def test_nothing_to_evaluate_is_a_usage_error():
+    from typer.testing import CliRunner
+
+    from stems.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--stems-dir", ".", "--mask", "", "--oracle", ""])
+    assert result.exit_code == 2 and "nothing to evaluate" in result.output

@@ -327,3 +327,15 @@ def test_ffmpeg_timeout_is_a_clear_error(tmp_path, tiny_checkpoint, monkeypatch,
     result = separate(tiny_checkpoint, path, "-o", tmp_path / "out")
     assert result.exit_code == 1 and "slow.m4a: ffmpeg timed out" in result.output
     assert files_under(tmp_path / "out") == []
+
+
+def test_16_bit_output_rounds_exactly_as_libsndfile(tmp_path):
+    from stems.audio import StemWriter
+
+    audio = np.concatenate([synth(1.0), np.array([[1.0, -1.0, 0.5 / 32767, -1.5 / 32767], [0.0] * 4], np.float32)], axis=1)
+    writer = StemWriter(tmp_path / "ours.wav", RATE, 2, "wav")
+    writer.write(audio)
+    writer.commit()
+    sf.write(tmp_path / "libsndfile.wav", audio.T, RATE, subtype="PCM_16")
+    ours, theirs = (sf.read(tmp_path / name, dtype="int16")[0] for name in ("ours.wav", "libsndfile.wav"))
+    np.testing.assert_array_equal(ours, theirs)

@@ -25,7 +25,7 @@ def evaluate(
     stems_dir: Optional[Path] = typer.Option(None, "--stems-dir", help="References as <DIR>/<song>/{drums,bass,other,vocals}.*"),
     estimates: Optional[Path] = typer.Option(None, "--estimates", help="Also score another system's outputs <DIR>/<track>/<stem>.wav."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint file or registry name (default: the shipped model)."),
-    masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only --oracle is given); '' for none."),
+    masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only a non-empty --oracle is given); '' for none."),
     oracles: Optional[str] = typer.Option(None, "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm (default all); '' for none."),
     jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),
     cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache: an interrupted run resumes."),
@@ -44,7 +44,7 @@ def evaluate(
     from ..separator import Separator
 
     if masks is None:
-        masks = "" if oracles is not None and estimates is None else "soft,binary"
+        masks = "" if oracles and estimates is None else "soft,binary"
     mask_kinds = [m for m in masks.split(",") if m]
     oracle_kinds = [o for o in (",".join(ORACLES) if oracles is None else oracles).split(",") if o]
     for kind in mask_kinds:
@@ -53,6 +53,8 @@ def evaluate(
     for kind in oracle_kinds:
         if kind not in ORACLES:
             _fail(f"--oracle {kind}: choose from {', '.join(ORACLES)}", 2)
+    if not mask_kinds and not oracle_kinds and estimates is None:
+        _fail("nothing to evaluate: --mask and --oracle are both empty and no --estimates given", 2)
     try:
         tracks = reference_tracks(musdb_root, subset, split, is_wav, stems_dir, Path(".cache/stems-data"))
         separator = Separator.from_checkpoint(checkpoint) if mask_kinds or plot else None

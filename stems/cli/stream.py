@@ -24,7 +24,7 @@ def stream(
     block_ms: float = typer.Option(20.0, "--block-ms", help="Block size in milliseconds."),
     realtime: Optional[bool] = typer.Option(None, "--realtime/--fast", help="Pace a file at real time (default when playing)."),
     mask: Optional[str] = typer.Option(None, "--mask", help="binary or soft (default: the checkpoint's better one)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint (e.g. the low-latency one)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="Checkpoint file or registry name (default: the shipped low-latency model, else the default one)."),
     list_devices: bool = typer.Option(False, "--list-devices", help="List audio devices and exit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing recordings."),
     threads: int = typer.Option(1, "--threads", help="Torch threads for the network (1 measured fastest for small blocks)."),
@@ -38,6 +38,7 @@ def stream(
     from rich.live import Live
 
     from ..audio import open_audio
+    from ..checkpoint import registry
     from ..live import Player, Recorder, device_source, file_source, parse_gains, status_table
     from ..live import list_devices as device_list
     from ..separator import Separator, output_groups
@@ -52,6 +53,8 @@ def stream(
         if record is None and output_device is None and input_device is None and not play and not gains:
             _fail("nothing to do: give --record DIR and/or --output-device N", 2)
         torch.set_num_threads(threads)
+        if checkpoint is None and "lowlatency" in registry():
+            checkpoint = "lowlatency"
         separator = Separator.from_checkpoint(checkpoint)
         names = list(separator.sources)
         stem_gains = parse_gains(gains, play, names)
