@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def _cached(cache_dir: Path, kind: str, key: str, decode) -> np.ndarray:
     if not path.exists():
         stems = decode().astype(np.float16)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp.npy")
+        # one temporary per process: DDP ranks filling a cold cache side by side each rename a
+        # complete file into place (a shared temporary name let one rank rename another's half-written file)
+        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
         np.save(temporary, stems)
         temporary.replace(path)
     return np.load(path, mmap_mode="r")
