@@ -68,7 +68,7 @@ def main() -> None:
     separator = Separator.from_checkpoint(args.checkpoint)
     audio, what = song(args.seconds)
     block = int(round(args.block_ms * separator.sample_rate / 1000))
-    algorithmic = 1000 * (latency_samples(separator) + block) / separator.sample_rate
+    algorithmic = 1000 * (latency_samples(separator.model, separator.stft) + block) / separator.sample_rate
     print(f"command: python {' '.join(sys.argv)}")
     print(f"checkpoint {args.checkpoint}: {args.seconds:g} s of {what}, blocks of {args.block_ms:g} ms; "
           f"algorithmic latency {algorithmic:.0f} ms (look-ahead {separator.model.lookahead} frames + STFT window + block)")

@@ -127,20 +127,25 @@ def open_audio(path: Path, sample_rate: int) -> Iterator[tuple[sf.SoundFile, Aud
             yield handle, AudioInfo(path, sample_rate, handle.channels, handle.frames, original_rate)
 
 
-def _probe_rate(path: Path) -> int:
-    """Sample rate of the first audio stream, via ffprobe (0 when unknown)."""
+def run_ffprobe(args: list[str], path: Path) -> subprocess.CompletedProcess | None:
+    """ffprobe's answer (text) on `path` with an argument list and a timeout; None when ffprobe is
+    missing or timed out (what it probes is then unknown, not an error)."""
     ffprobe = shutil.which("ffprobe")
     if ffprobe is None:
-        return 0
+        return None
     try:
-        done = subprocess.run(
-            [ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate",
-             "-of", "csv=p=0", str(path)],
-            capture_output=True, timeout=60, check=False,
-        )
+        return subprocess.run([ffprobe, "-v", "error", *args, str(path)], capture_output=True, text=True,
+                              errors="replace", timeout=60, check=False)
     except subprocess.TimeoutExpired:
+        return None
+
+
+def _probe_rate(path: Path) -> int:
+    """Sample rate of the first audio stream, via ffprobe (0 when unknown)."""
+    done = run_ffprobe(["-select_streams", "a:0", "-show_entries", "stream=sample_rate", "-of", "csv=p=0"], path)
+    if done is None:
         return 0
-    text = done.stdout.decode(errors="replace").strip()
+    text = done.stdout.strip()
     if done.returncode != 0 or not text:
         raise StemsError(f"{path}: not an audio file, or it has no audio stream")
     try:

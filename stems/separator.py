@@ -12,7 +12,6 @@ before and `lookahead` after instead of `context` on each side.)
 from __future__ import annotations
 
 import copy
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator

@@ -13,13 +13,12 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .audio import AUDIO_EXTENSIONS, AudioInfo, StemFiles, open_audio, read_block, run_ffmpeg
+from .audio import AUDIO_EXTENSIONS, AudioInfo, StemFiles, open_audio, read_block, run_ffmpeg, run_ffprobe
 from .errors import StemsError
 from .mp4box import write_with_udta_box
 
@@ -47,15 +46,8 @@ NI_METADATA = {
 
 def _cover_stream(path: Path) -> int | None:
     """Index of the first attached picture in `path` that MP4 can hold, or None."""
-    ffprobe = shutil.which("ffprobe")
-    if ffprobe is None:
-        return None
-    try:
-        done = subprocess.run([ffprobe, "-v", "error", "-show_entries", "stream=index,codec_name:stream_disposition=attached_pic",
-                               "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        return None
-    for line in done.stdout.splitlines():
+    done = run_ffprobe(["-show_entries", "stream=index,codec_name:stream_disposition=attached_pic", "-of", "csv=p=0"], path)
+    for line in done.stdout.splitlines() if done is not None else ():
         index, codec, attached = (line.split(",") + ["", "", ""])[:3]
         if codec in COVER_CODECS and attached == "1":
             return int(index)

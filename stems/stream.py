@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from . import spectral
+from .config import STFTConfig
 from .incremental import IncrementalMaskNet
 from .masks import inference_masks
+from .model import MaskNet
 from .reconstruct import reconstruct
 from .separator import Separator
 
@@ -182,10 +184,10 @@ class FrameSynthesiser:
         return mix.expand(2, -1) if self.channels == 1 else mix
 
 
-def latency_samples(separator: Separator) -> int:
+def latency_samples(model: MaskNet, stft: STFTConfig) -> int:
     """Algorithmic latency: a sample is out once the frame `lookahead` frames after the last frame
     covering it has been read in full."""
-    return separator.model.lookahead * separator.stft.hop_length + separator.stft.n_fft
+    return model.lookahead * stft.hop_length + stft.n_fft
 
 
 def stream_blocks(separator: Separator, blocks: Iterator[np.ndarray], channels: int,

@@ -131,7 +131,7 @@ def separate(
     except (StemsError, ValueError) as error:
         _fail(str(error))
     separate_one = functools.partial(
-        separate_file, separator, out_dir=out_dir, stems=subset, two_stems=two_stems, mask=mask or separator.default_mask,
+        separate_file, separator, out_dir=out_dir, stems=subset, two_stems=two_stems, mask=mask,
         fmt=fmt, template=filename, float_output=float_output, codec=codec or "aac", overwrite=overwrite,
         skip_existing=skip_existing)
     with log or contextlib.nullcontext():
@@ -202,6 +202,7 @@ def info(
 ) -> None:
     """Show what a checkpoint is: stems, STFT settings, size, context, training data, metrics, sha256."""
     from ..checkpoint import load_checkpoint
+    from ..stream import latency_samples
 
     try:
         model, stft, card = load_checkpoint(checkpoint)
@@ -217,7 +218,7 @@ def info(
         "STFT": f"n_fft {stft.n_fft}, hop_length {stft.hop_length}, {stft.sample_rate} Hz",
         "parameters": f"{card['parameters']:,}",
         "context": f"{model.window_frames} frames = {((model.window_frames - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
-        "latency": f"{(model.lookahead * stft.hop_length + stft.n_fft) * ms:.0f} ms algorithmic ({model.lookahead} look-ahead frames + STFT window)",
+        "latency": f"{latency_samples(model, stft) * ms:.0f} ms algorithmic ({model.lookahead} look-ahead frames + STFT window)",
         "default mask": card.get("default_mask", "soft"),
         "training data": ", ".join(card.get("training", {}).get("data", [])) or "-",
         "training steps": str(card.get("training", {}).get("step", "-")),
