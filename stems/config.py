@@ -70,6 +70,8 @@ class TrainConfig:
     validation: str = "bsseval"
     remix_probability: float = 0.5
     gain_range_db: float = 6.0
+    # Speed change by resampling (pitch and tempo together) within 1 ± speed_range; 0 = off.
+    speed_range: float = 0.0
     validate_every: int = 500
     save_every: int = 250
     threads: int = 2

@@ -1,6 +1,6 @@
 """Training data: MUSDB18 through `musdb` and folders of stems, decoded once into a cache, and
 random excerpts with Open-Unmix/Demucs-style augmentation (cross-song remixing, per-stem gain,
-channel swap).
+channel swap, speed change by resampling: pitch and tempo together).
 
 A song is a float32 array (sources, channels, samples) in SOURCES order at 44.1 kHz; the mix is
 the sum of its stems.
@@ -114,37 +114,55 @@ class ExcerptSampler:
 
     With probability `remix_probability` each source of an example comes from an independently
     drawn song and offset (new mixtures no song contains); every stem gets a random gain within
-    ±gain_range_db and a random channel swap. Songs are drawn with weight min(duration, 30 s), so
-    a long song counts for more than a 7-second preview but does not drown the others.
+    ±gain_range_db and a random channel swap. With `speed_range` r > 0 every stem is also played
+    at a random speed within 1 ± r (an excerpt of speed·N samples resampled to N: pitch and tempo
+    change together, ±1.7 semitones for r = 0.1); the stems of one song share their speed, so
+    they stay in time. Songs are drawn with weight min(duration, 30 s), so a long song counts for
+    more than a 7-second preview but does not drown the others.
     """
 
     def __init__(self, songs: list[Song], excerpt_samples: int, seed: int,
-                 remix_probability: float = 0.5, gain_range_db: float = 6.0, sample_rate: int = 44100):
-        self.songs = [s for s in songs if s.samples >= excerpt_samples]
+                 remix_probability: float = 0.5, gain_range_db: float = 6.0, sample_rate: int = 44100,
+                 speed_range: float = 0.0):
+        if not 0.0 <= speed_range < 0.5:
+            raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
+        longest = int(np.ceil(excerpt_samples * (1 + speed_range)))
+        self.songs = [s for s in songs if s.samples >= longest]
         if not self.songs:
-            raise StemsError(f"no training song is longer than one excerpt ({excerpt_samples} samples)")
+            raise StemsError(f"no training song is longer than one excerpt ({longest} samples)")
         self.excerpt = excerpt_samples
         self.remix = remix_probability
         self.gain_range_db = gain_range_db
+        self.speed_range = speed_range
+        self.sample_rate = sample_rate
         weights = np.array([min(s.samples / sample_rate, 30.0) for s in self.songs])
         self.weights = weights / weights.sum()
         self.rng = np.random.default_rng(seed)
 
-    def _slice(self, song: Song, source: int | slice, offset: int) -> np.ndarray:
-        return np.asarray(song.stems[source, ..., offset: offset + self.excerpt], dtype=np.float32)
+    def _slice(self, song: Song, source: int | slice) -> np.ndarray:
+        """A random excerpt of one source (channels, excerpt) or all of them (sources, channels,
+        excerpt), at a random speed when speed_range > 0."""
+        speed = 1.0 + self.rng.uniform(-self.speed_range, self.speed_range) if self.speed_range else 1.0
+        length = int(round(self.excerpt * speed))
+        offset = int(self.rng.integers(0, song.samples - length + 1))
+        audio = np.asarray(song.stems[source, ..., offset: offset + length], dtype=np.float32)
+        if length == self.excerpt:
+            return audio
+        import soxr
+
+        flat = audio.reshape(-1, length).T  # soxr wants (samples, channels)
+        played = soxr.resample(flat, length, self.excerpt, quality="HQ").T
+        played = np.pad(played, ((0, 0), (0, max(0, self.excerpt - played.shape[-1]))))[:, : self.excerpt]
+        return np.ascontiguousarray(played.reshape(*audio.shape[:-1], self.excerpt), dtype=np.float32)
 
     def _example(self) -> np.ndarray:
         rng = self.rng
         n_sources = len(SOURCES)
         if rng.random() < self.remix:
-            parts = []
-            for source in range(n_sources):
-                song = self.songs[rng.choice(len(self.songs), p=self.weights)]
-                parts.append(self._slice(song, source, int(rng.integers(0, song.samples - self.excerpt + 1))))
-            stems = np.stack(parts)
+            stems = np.stack([self._slice(self.songs[rng.choice(len(self.songs), p=self.weights)], source)
+                              for source in range(n_sources)])
         else:
-            song = self.songs[rng.choice(len(self.songs), p=self.weights)]
-            stems = self._slice(song, slice(None), int(rng.integers(0, song.samples - self.excerpt + 1)))
+            stems = self._slice(self.songs[rng.choice(len(self.songs), p=self.weights)], slice(None))
         gains = 10 ** (rng.uniform(-self.gain_range_db, self.gain_range_db, size=(n_sources, 1, 1)) / 20)
         stems = stems * gains.astype(np.float32)
         swap = rng.random(n_sources) < 0.5
