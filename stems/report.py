@@ -1,5 +1,6 @@
 """Evaluation reports: a markdown table, a bar chart of per-stem SDR against the baselines, and a
-picture of one track's mix spectrogram with its predicted and oracle masks."""
+picture of one track's mix spectrogram with its predicted and oracle masks, and one of its true
+and separated stems."""
 
 from __future__ import annotations
 
@@ -47,27 +48,22 @@ def bar_chart(summary: dict[str, dict[str, float]], names: tuple[str, ...], path
     plt.close(figure)
 
 
-def mask_plot(mix_mag: np.ndarray, predicted: np.ndarray, oracle: np.ndarray, names: tuple[str, ...],
-              sample_rate: int, hop_length: int, path: Path, title: str) -> None:
-    """Mix log-spectrogram on top, then each stem's predicted mask beside its oracle mask.
-
-    Args:
-        mix_mag: (bins, frames) magnitudes (one channel).
-        predicted, oracle: (sources, bins, frames) masks in [0, 1].
-    """
+def _mix_and_pairs(mix_mag: np.ndarray, rows: list[tuple[tuple[np.ndarray, str, dict], ...]], sample_rate: int,
+                   hop_length: int, path: Path, title: str) -> None:
+    """A figure of two columns: the mix log-spectrogram across the top row, then one row per
+    stem of two (image, title, imshow options) panels."""
     plt = _pyplot()
     bins, frames = mix_mag.shape
     extent = (0, frames * hop_length / sample_rate, 0, sample_rate / 2 / 1000)
-    figure, axes = plt.subplots(1 + len(names), 2, figsize=(12, 2.2 * (1 + len(names))), sharex=True, sharey=True)
+    figure, axes = plt.subplots(1 + len(rows), 2, figsize=(12, 2.2 * (1 + len(rows))), sharex=True, sharey=True)
     db = 20 * np.log10(mix_mag + 1e-6)
     for axis in axes[0]:
         axis.imshow(db, origin="lower", aspect="auto", extent=extent, vmin=db.max() - 80, vmax=db.max(), cmap="magma")
         axis.set_title("mix (dB)", fontsize=9)
-    for row, name in enumerate(names, start=1):
-        for column, (masks, kind) in enumerate(((predicted, "predicted"), (oracle, "oracle"))):
-            axes[row, column].imshow(masks[row - 1], origin="lower", aspect="auto", extent=extent, vmin=0, vmax=1,
-                                     cmap="gray_r")
-            axes[row, column].set_title(f"{name}: {kind} mask", fontsize=9)
+    for row, panels in enumerate(rows, start=1):
+        for column, (image, label, options) in enumerate(panels):
+            axes[row, column].imshow(image, origin="lower", aspect="auto", extent=extent, **options)
+            axes[row, column].set_title(label, fontsize=9)
     for axis in axes[:, 0]:
         axis.set_ylabel("kHz")
     for axis in axes[-1]:
@@ -76,6 +72,37 @@ def mask_plot(mix_mag: np.ndarray, predicted: np.ndarray, oracle: np.ndarray, na
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def mask_plot(mix_mag: np.ndarray, predicted: np.ndarray, oracle: np.ndarray, names: tuple[str, ...],
+              sample_rate: int, hop_length: int, path: Path, title: str) -> None:
+    """Mix log-spectrogram on top, then each stem's predicted mask beside its oracle mask.
+
+    Args:
+        mix_mag: (bins, frames) magnitudes (one channel).
+        predicted, oracle: (sources, bins, frames) masks in [0, 1].
+    """
+    style = dict(vmin=0, vmax=1, cmap="gray_r")
+    rows = [((predicted[i], f"{name}: predicted mask", style), (oracle[i], f"{name}: oracle mask", style))
+            for i, name in enumerate(names)]
+    _mix_and_pairs(mix_mag, rows, sample_rate, hop_length, path, title)
+
+
+def stem_spectrogram_plot(mix_mag: np.ndarray, true_mags: np.ndarray, estimated_mags: np.ndarray,
+                          names: tuple[str, ...], sample_rate: int, hop_length: int, path: Path, title: str) -> None:
+    """Mix log-spectrogram on top, then each stem's true spectrogram beside the spectrogram of the
+    stem the model rendered, on the mix's dB scale.
+
+    Args:
+        mix_mag: (bins, frames) magnitudes (one channel).
+        true_mags, estimated_mags: (sources, bins, frames) magnitudes.
+    """
+    top = 20 * np.log10(mix_mag.max() + 1e-6)
+    style = dict(vmin=top - 80, vmax=top, cmap="magma")
+    rows = [((20 * np.log10(true_mags[i] + 1e-6), f"{name}: true stem", style),
+             (20 * np.log10(estimated_mags[i] + 1e-6), f"{name}: separated by the model", style))
+            for i, name in enumerate(names)]
+    _mix_and_pairs(mix_mag, rows, sample_rate, hop_length, path, title)
 
 
 def training_curves(log_path: Path, path: Path) -> None:
@@ -108,3 +135,4 @@ def training_curves(log_path: Path, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+

@@ -116,3 +116,13 @@ def test_nothing_to_evaluate_is_a_usage_error():
 
     result = CliRunner().invoke(app, ["evaluate", "--stems-dir", ".", "--mask", "", "--oracle", ""])
     assert result.exit_code == 2 and "nothing to evaluate" in result.output
+
+
+def test_stem_spectrogram_plot_writes_a_png(tmp_path):
+    from stems.report import stem_spectrogram_plot
+
+    rng = np.random.default_rng(0)
+    true, estimated = rng.random((4, 65, 30)), rng.random((4, 65, 30))
+    path = tmp_path / "stems.png"
+    stem_spectrogram_plot(true.sum(axis=0), true, estimated, ("drums", "bass", "other", "vocals"), 8000, 64, path, "t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
