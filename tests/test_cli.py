@@ -210,6 +210,15 @@ def test_info(tiny_checkpoint):
     assert run("info", "/nonexistent.pt").exit_code == 1
 
 
+def test_shipped_models_by_registry_name(tmp_path, song_wav):
+    out = tmp_path / "out"
+    result = run("separate", song_wav, "-o", out, "--model", "lowlatency", "--stems", "vocals")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / song_wav.stem).iterdir()) == ["vocals.wav"]
+    missing = run("separate", song_wav, "-o", out, "--model", "no-such-model")
+    assert missing.exit_code == 1 and "no-such-model" in missing.output
+
+
 def test_help_has_examples():
     for command in ("separate", "info", "export-stems"):
         result = run(command, "--help")
