@@ -73,7 +73,7 @@ def stages(audio: np.ndarray, checkpoint: str) -> dict[str, float]:
         t = time.perf_counter()
         spec = spectral.stft(x, stft)
         times["stft"] += time.perf_counter() - t
-        mag = model.pad(spec.abs())
+        mag = model.pad(model.input_magnitudes(spec))
         for a in range(0, total, separator.chunk_frames):
             b = min(a + separator.chunk_frames, total)
             t = time.perf_counter()

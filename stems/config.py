@@ -50,6 +50,9 @@ class ModelConfig:
     # Future frames the mask of a frame may look at: -1 centres the window (the article's sliding
     # window); fewer look-ahead frames (the rest of the window in the past) lower streaming latency.
     lookahead_frames: int = -1
+    # Also feed the network |L - R| / 2, the side signal's magnitude: centred sources (vocals, bass,
+    # kick) cancel there, a cue two channel magnitudes alone cannot give (they carry no phase).
+    side_input: bool = False
 
 
 @dataclass(frozen=True)

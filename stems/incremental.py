@@ -38,7 +38,7 @@ class IncrementalMaskNet:
     def push(self, mix_mag: torch.Tensor) -> torch.Tensor | None:
         """
         Args:
-            mix_mag: (1, channels, bins, n) the next n input frames.
+            mix_mag: (1, in_channels, bins, n) the next n frames of `MaskNet.input_magnitudes`.
         Returns:
             (1, sources, channels, bins, k) logits of the k output frames that became computable
             (output j is the mask of input frame j + past), or None.
@@ -63,7 +63,7 @@ class IncrementalMaskNet:
         y = m.merge(unfold_frequency(m.up(y), s) + self.enc_fifo.pop(count))
         logits = unfold_frequency(m.head(y), s) + m.fine(self.input_fifo.pop(count))
         logits = logits[:, :, :bins]
-        return logits.reshape(1, len(m.config.sources), mix_mag.shape[1], bins, count)
+        return logits.reshape(1, len(m.config.sources), m.config.audio_channels, bins, count)
 
 
 class _Fifo:

@@ -7,8 +7,9 @@ T frames: the one-pass network *is* the sliding window, computed without repeati
 window's output is the mask of its frame `past` (centred by default: past = lookahead = context;
 a low-latency model looks at fewer future frames and more past ones).
 
-Layer plan (F bins, padded to a multiple of freq_stride², c0 < c1 < c2 channels):
-    log|X| per-bin standardised          (B, C, F, T)
+Layer plan (F bins, padded to a multiple of freq_stride², c0 < c1 < c2 channels; the input has
+C' = C channels, or C + 1 with the side magnitude |L - R| / 2 when `side_input` is set):
+    log|X| per-bin standardised          (B, C', F, T)
     stem  conv (s, 3) stride (s, 1)      (B, c0, F/s, T-2)        -> 1/s frequency
     enc   conv (3, 3)                    (B, c1, F/s, T-4)
     down  conv (s, 1) stride (s, 1)      (B, c2, F/s², T-4)       -> 1/s² frequency
@@ -67,6 +68,7 @@ class MaskNet(nn.Module):
         c0, c1, c2 = config.widths
         s = config.freq_stride
         channels = config.audio_channels
+        self.in_channels = channels + int(config.side_input)
         self.padded_bins = -(-n_bins // (s * s)) * s * s
         self.context = 2 + sum(config.dilations)
         self.lookahead = self.context if config.lookahead_frames < 0 else config.lookahead_frames
@@ -76,7 +78,7 @@ class MaskNet(nn.Module):
         # Per-bin standardisation of log-magnitudes; set from training data, then learned.
         self.input_mean = nn.Parameter(torch.zeros(n_bins, 1))
         self.input_scale = nn.Parameter(torch.ones(n_bins, 1))
-        self.stem = _conv_bn(channels, c0, (s, 3), stride=(s, 1))
+        self.stem = _conv_bn(self.in_channels, c0, (s, 3), stride=(s, 1))
         self.enc = _conv_bn(c0, c1, (3, 3), padding=(1, 0))
         self.down = _conv_bn(c1, c2, (s, 1), stride=(s, 1))
         self.blocks = nn.Sequential(*(_ResidualBlock(c2, d) for d in config.dilations))
@@ -85,7 +87,7 @@ class MaskNet(nn.Module):
         outputs = len(config.sources) * channels
         self.head = nn.Conv2d(c1, outputs * s, 1)
         k = config.head_kernel
-        self.fine = nn.Conv2d(channels, outputs, (k, 1), padding=(k // 2, 0))
+        self.fine = nn.Conv2d(self.in_channels, outputs, (k, 1), padding=(k // 2, 0))
 
     @torch.no_grad()
     def fold_batchnorm(self) -> "MaskNet":
@@ -100,6 +102,15 @@ class MaskNet(nn.Module):
                 conv.bias = nn.Parameter(norm.bias - norm.running_mean * scale)
                 layer[1] = nn.Identity()
         return self
+
+    def input_magnitudes(self, mix_spec: torch.Tensor) -> torch.Tensor:
+        """(..., channels, bins, frames) complex mix STFT -> (..., in_channels, bins, frames) the
+        network's input: each channel's magnitude, then |L - R| / 2 when `side_input` is set."""
+        mags = mix_spec.abs()
+        if not self.config.side_input:
+            return mags
+        side = (mix_spec[..., 0:1, :, :] - mix_spec[..., 1:2, :, :]).abs() * 0.5
+        return torch.cat([mags, side], dim=-3)
 
     def pad(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """Zero frames before and after (..., frames) magnitudes, so `forward` returns one
@@ -117,12 +128,12 @@ class MaskNet(nn.Module):
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            mix_mag: (batch, channels, bins, frames) mix magnitudes, frames >= window_frames.
+            mix_mag: (batch, in_channels, bins, frames) `input_magnitudes`, frames >= window_frames.
         Returns:
             (batch, sources, channels, bins, frames - 2 * context) mask logits; output j is the
             mask of input frame j + past.
         """
-        batch, channels, bins, frames = mix_mag.shape
+        batch, _, bins, frames = mix_mag.shape
         x = self.normalise(mix_mag)
         x = nn.functional.pad(x, (0, 0, 0, self.padded_bins - bins))
         enc = self.enc(self.stem(x))
@@ -133,4 +144,4 @@ class MaskNet(nn.Module):
         r = self.context
         logits = unfold_frequency(self.head(y), s) + self.fine(x[..., r: frames - r])
         logits = logits[:, :, :bins]
-        return logits.reshape(batch, len(self.config.sources), channels, bins, frames - 2 * r)
+        return logits.reshape(batch, len(self.config.sources), self.config.audio_channels, bins, frames - 2 * r)

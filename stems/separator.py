@@ -123,7 +123,7 @@ class Separator:
                 spec = spectral.stft_frames(samples, self.stft)  # (C, F, hi - lo)
                 outside = torch.ones(hi - lo, dtype=torch.bool, device=self.device)
                 outside[max(0, -lo): max(0, min(hi - lo, total - lo))] = False
-                mag = spec.abs().masked_fill(outside, 0.0)
+                mag = self.model.input_magnitudes(spec).masked_fill(outside, 0.0)
                 logits = self.model(mag[None])[0]  # (S, C, F, frames lo+past .. hi-ahead-1)
                 masks = inference_masks(logits, mask)
                 inner = spec[..., past: hi - lo - ahead]

@@ -67,7 +67,7 @@ class FrameAnalyser:
         self.next_mask = 0  # next frame whose mask is due
         bins = self.stft.n_bins
         self.net = IncrementalMaskNet(self.model)
-        self.net.push(torch.zeros(1, 2, bins, self.model.past))  # frames before the signal are silent
+        self.net.push(torch.zeros(1, self.model.in_channels, bins, self.model.past))  # frames before the signal are silent
         self.specs = torch.zeros(2, bins, 0, dtype=torch.complex64)  # complex frames next_mask ..
 
     def push(self, block: np.ndarray) -> Frames | None:
@@ -96,7 +96,7 @@ class FrameAnalyser:
                 samples = samples.expand(2, -1)
             spec = spectral.stft_frames(samples, self.stft)
             self.specs = torch.cat([self.specs, spec], dim=-1)
-            new_logits = [self.net.push(spec.abs()[None])]
+            new_logits = [self.net.push(self.model.input_magnitudes(spec)[None])]
             self.next_frame = computable
             keep_from = self.next_frame * hop - half  # the next frame's first sample
             self.buffer = self.buffer[:, keep_from - self.buffer_start:]
@@ -104,7 +104,7 @@ class FrameAnalyser:
         else:
             new_logits = []
         if total != _HUGE:  # past the end the model sees zero frames, as offline
-            new_logits.append(self.net.push(torch.zeros(1, 2, self.stft.n_bins, self.model.lookahead)))
+            new_logits.append(self.net.push(torch.zeros(1, self.model.in_channels, self.stft.n_bins, self.model.lookahead)))
         new_logits = [x for x in new_logits if x is not None]
         if not new_logits:
             return None

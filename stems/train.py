@@ -90,8 +90,9 @@ def _validation_loss(model: MaskNet, config: Config, songs: list[Song]) -> float
     with torch.no_grad():
         for song in songs:
             specs = spectral.stft(torch.from_numpy(np.asarray(song.stems, dtype=np.float32)), config.stft)
-            mix_mag = specs.sum(dim=0).abs()
-            logits = model(model.pad(mix_mag)[None])
+            mix_spec = specs.sum(dim=0)
+            mix_mag = mix_spec.abs()
+            logits = model(model.pad(model.input_magnitudes(mix_spec))[None])
             losses.append(mask_loss(logits, mix_mag[None], specs.abs()[None], config.train.loss).item())
     return float(np.mean(losses))
 
@@ -111,7 +112,7 @@ def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config)
     mags = []
     for _ in range(8):
         mix = torch.from_numpy(sampler.batch(config.train.batch_size)).sum(dim=1)
-        mags.append(spectral.stft_frames(mix, config.stft).abs())
+        mags.append(model.input_magnitudes(spectral.stft_frames(mix, config.stft)))
     logs = torch.log(torch.cat(mags) + 1e-5).transpose(0, 2).reshape(config.stft.n_bins, -1)
     with torch.no_grad():
         model.input_mean.copy_(logs.mean(dim=1, keepdim=True))
@@ -224,8 +225,9 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     while step < cfg.steps:
         stems = torch.from_numpy(sampler.batch(cfg.batch_size)).to(device)  # (B, S, C, N)
         stem_specs = spectral.stft_frames(stems, config.stft)
-        mix_mag = stem_specs.sum(dim=1).abs()
-        logits = net(mix_mag)
+        mix_spec = stem_specs.sum(dim=1)
+        mix_mag = mix_spec.abs()
+        logits = net(model.input_magnitudes(mix_spec))
         inner = slice(model.past, mix_mag.shape[-1] - model.lookahead)
         loss = mask_loss(logits, mix_mag[..., inner], stem_specs[..., inner].abs(), cfg.loss)
         optimizer.zero_grad(set_to_none=True)

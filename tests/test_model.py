@@ -41,12 +41,30 @@ def test_full_size_default_config_runs():
         assert model(torch.rand(1, 2, 1025, 20)).shape[-1] == 20 - 12
 
 
+def test_side_input_sees_the_phase_between_channels():
+    """Two mixes with the same channel magnitudes, one centred (L = R) and one out of phase
+    (L = -R): only the side magnitude |L - R| / 2 tells them apart."""
+    model = make_model(seed=5, side_input=True)
+    assert model.in_channels == 3
+    rng = torch.Generator().manual_seed(0)
+    left = torch.randn(1025, 20, generator=rng, dtype=torch.complex64)
+    centred, opposed = torch.stack([left, left])[None], torch.stack([left, -left])[None]
+    inputs = model.input_magnitudes(centred), model.input_magnitudes(opposed)
+    assert inputs[0].shape == (1, 3, 1025, 20)
+    assert torch.equal(inputs[0][:, :2], inputs[1][:, :2])
+    assert inputs[0][:, 2].abs().max() == 0 and torch.allclose(inputs[1][:, 2], left.abs()[None])
+    with torch.no_grad():
+        assert model(inputs[0]).shape == (1, 4, 2, 1025, 20 - 2 * model.context)
+        assert not torch.allclose(model(inputs[0]), model(inputs[1]))
+    assert torch.equal(make_model().input_magnitudes(opposed), opposed.abs())
+
+
 def test_incremental_network_equals_one_pass_for_any_split():
     from stems.incremental import IncrementalMaskNet
 
-    for lookahead in (-1, 1):
-        model = make_model(seed=4, lookahead_frames=lookahead)
-        mag = torch.rand(1, 2, 1025, 40) * 2
+    for lookahead, side in ((-1, False), (1, False), (1, True)):
+        model = make_model(seed=4, lookahead_frames=lookahead, side_input=side)
+        mag = torch.rand(1, model.in_channels, 1025, 40) * 2
         with torch.no_grad():
             whole = model(mag)
         net = IncrementalMaskNet(model)

@@ -12,10 +12,11 @@ def separator():
     return Separator(make_model(), STFTConfig())
 
 
-@pytest.mark.parametrize("mask,lookahead", [("binary", -1), ("soft", -1), ("soft", 1)])
-def test_chunked_equals_one_pass(mask, lookahead):
+@pytest.mark.parametrize("mask,lookahead,side", [("binary", -1, False), ("soft", -1, False), ("soft", 1, False),
+                                                ("soft", -1, True)])
+def test_chunked_equals_one_pass(mask, lookahead, side):
     audio = synth(12.3, seed=1)
-    model = make_model(lookahead_frames=lookahead)
+    model = make_model(lookahead_frames=lookahead, side_input=side)
     one_pass = Separator(model, STFTConfig(), chunk_frames=10_000).separate(audio, RATE, mask=mask)
     assert np.abs(sum(one_pass.values()) - audio).max() < 1e-4
     for chunk_frames in (64, 97):  # the file is several chunks long

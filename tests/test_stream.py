@@ -28,9 +28,10 @@ def _concat(outputs, names):
     return {name: np.concatenate([o[name] for o in outputs], axis=1) for name in names}
 
 
-@pytest.mark.parametrize("lookahead,channels,block", [(-1, 2, 882), (1, 2, 1500), (0, 1, 4096), (2, 2, 333)])
-def test_streaming_equals_offline(lookahead, channels, block):
-    separator = Separator(make_model(lookahead_frames=lookahead), STFTConfig())
+@pytest.mark.parametrize("lookahead,channels,block,side", [(-1, 2, 882, False), (1, 2, 1500, False),
+                                                         (0, 1, 4096, False), (2, 2, 333, False), (1, 2, 700, True)])
+def test_streaming_equals_offline(lookahead, channels, block, side):
+    separator = Separator(make_model(lookahead_frames=lookahead, side_input=side), STFTConfig())
     audio = synth(2.1, channels=channels, seed=4)
     offline = separator.separate(audio, RATE, mask="soft")
     groups = output_groups(separator.sources)

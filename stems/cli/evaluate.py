@@ -119,7 +119,7 @@ def _plot_track(name: str, tracks, separator, mask: str) -> None:
     stems_spec = spectral.stft(torch.from_numpy(found), separator.stft)
     mix_spec = stems_spec.sum(dim=0)
     with torch.inference_mode():
-        logits = separator.model(separator.model.pad(mix_spec.abs())[None])[0]
+        logits = separator.model(separator.model.pad(separator.model.input_magnitudes(mix_spec))[None])[0]
     predicted = inference_masks(logits, mask)[:, 0].numpy()
     oracle = oracle_masks(stems_spec, "argmax")[:, 0].numpy()
     path = Path(f"{name}.masks.png")
