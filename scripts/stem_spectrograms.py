@@ -29,18 +29,18 @@ def main() -> None:
     args = parser.parse_args()
     separator = Separator.from_checkpoint(args.checkpoint)
     tracks = dict(reference_tracks(args.musdb, "train", "valid", False, None, Path(".cache/stems-data")))
-    names = separator.sources
+    names, rate = separator.sources, separator.sample_rate
+
+    def magnitudes(waves: np.ndarray) -> np.ndarray:  # (..., channels, samples) -> (..., bins, frames), left channel
+        return spectral.stft(torch.from_numpy(np.ascontiguousarray(waves[..., 0, :])), separator.stft).abs().numpy()
+
+    unknown = [name for name in args.track if name not in tracks]
+    if unknown:  # before any figure is written
+        raise SystemExit(f"--track {unknown[0]}: not a valid-split track (tracks: {', '.join(sorted(tracks))})")
     for name in args.track:
-        if name not in tracks:
-            raise SystemExit(f"--track {name}: not a valid-split track (tracks: {', '.join(sorted(tracks))})")
-        rate = separator.sample_rate
         references = tracks[name][..., int(args.start * rate): int((args.start + args.seconds) * rate)]
         estimates = separator.separate(references.sum(axis=0), rate)
         scores = score_track({n: references[i] for i, n in enumerate(names)}, estimates)
-
-        def magnitudes(waves: np.ndarray) -> np.ndarray:  # (..., channels, samples) -> (..., bins, frames), left channel
-            return spectral.stft(torch.from_numpy(np.ascontiguousarray(waves[..., 0, :])), separator.stft).abs().numpy()
-
         path = args.out / f"stems-{''.join(c if c.isalnum() else '-' for c in name.lower())}.png"
         stem_spectrogram_plot(magnitudes(references.sum(axis=0)), magnitudes(references),
                               magnitudes(np.stack([estimates[n] for n in names])), names, rate,

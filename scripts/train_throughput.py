@@ -35,10 +35,10 @@ def main() -> None:
     def step() -> None:
         stems = torch.from_numpy(sampler.batch(cfg.batch_size))
         specs = spectral.stft_frames(stems, config.stft)
-        mix_spec = specs.sum(dim=1)
-        mix_mag = mix_spec.abs()
+        inputs = model.input_magnitudes(specs.sum(dim=1))
+        mix_mag = inputs[:, : model.config.audio_channels]
         inner = slice(model.past, mix_mag.shape[-1] - model.lookahead)
-        loss = mask_loss(model(model.input_magnitudes(mix_spec)), mix_mag[..., inner], specs[..., inner].abs(), cfg.loss)
+        loss = mask_loss(model(inputs), mix_mag[..., inner], specs[..., inner].abs(), cfg.loss)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

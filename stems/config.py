@@ -79,6 +79,10 @@ class TrainConfig:
     save_every: int = 250
     threads: int = 2
 
+    def __post_init__(self):
+        if not 0.0 <= self.speed_range < 0.5:
+            raise ConfigError(f"train.speed_range must be in [0, 0.5), got {self.speed_range}")
+
 
 @dataclass(frozen=True)
 class DatasetConfig:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from .audio import load
 from .config import SOURCES
@@ -134,7 +135,6 @@ class ExcerptSampler:
         self.remix = remix_probability
         self.gain_range_db = gain_range_db
         self.speed_range = speed_range
-        self.sample_rate = sample_rate
         weights = np.array([min(s.samples / sample_rate, 30.0) for s in self.songs])
         self.weights = weights / weights.sum()
         self.rng = np.random.default_rng(seed)
@@ -148,8 +148,6 @@ class ExcerptSampler:
         audio = np.asarray(song.stems[source, ..., offset: offset + length], dtype=np.float32)
         if length == self.excerpt:
             return audio
-        import soxr
-
         flat = audio.reshape(-1, length).T  # soxr wants (samples, channels)
         played = soxr.resample(flat, length, self.excerpt, quality="HQ").T
         played = np.pad(played, ((0, 0), (0, max(0, self.excerpt - played.shape[-1]))))[:, : self.excerpt]

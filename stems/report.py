@@ -135,4 +135,3 @@ def training_curves(log_path: Path, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-

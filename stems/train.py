@@ -90,9 +90,9 @@ def _validation_loss(model: MaskNet, config: Config, songs: list[Song]) -> float
     with torch.no_grad():
         for song in songs:
             specs = spectral.stft(torch.from_numpy(np.asarray(song.stems, dtype=np.float32)), config.stft)
-            mix_spec = specs.sum(dim=0)
-            mix_mag = mix_spec.abs()
-            logits = model(model.pad(model.input_magnitudes(mix_spec))[None])
+            inputs = model.input_magnitudes(specs.sum(dim=0))
+            mix_mag = inputs[: model.config.audio_channels]  # the side magnitude, if any, comes after
+            logits = model(model.pad(inputs)[None])
             losses.append(mask_loss(logits, mix_mag[None], specs.abs()[None], config.train.loss).item())
     return float(np.mean(losses))
 
@@ -225,9 +225,9 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     while step < cfg.steps:
         stems = torch.from_numpy(sampler.batch(cfg.batch_size)).to(device)  # (B, S, C, N)
         stem_specs = spectral.stft_frames(stems, config.stft)
-        mix_spec = stem_specs.sum(dim=1)
-        mix_mag = mix_spec.abs()
-        logits = net(model.input_magnitudes(mix_spec))
+        inputs = model.input_magnitudes(stem_specs.sum(dim=1))
+        mix_mag = inputs[:, : model.config.audio_channels]  # the side magnitude, if any, comes after
+        logits = net(inputs)
         inner = slice(model.past, mix_mag.shape[-1] - model.lookahead)
         loss = mask_loss(logits, mix_mag[..., inner], stem_specs[..., inner].abs(), cfg.loss)
         optimizer.zero_grad(set_to_none=True)

@@ -45,6 +45,9 @@ def test_train_command_runs_resumes_and_exports(tmp_path):
 def test_train_rejects_bad_config(tmp_path):
     result = CliRunner().invoke(app, ["train", "--set", "train.bogus=1", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "unknown config key 'train.bogus'" in result.output
+    result = CliRunner().invoke(app, ["train", "--set", "train.speed_range=0.7", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "train.speed_range must be in [0, 0.5), got 0.7" in result.output
+    assert not (tmp_path / "s").exists()
 
 
 def _settings(tmp_path, steps, save_every):
