@@ -2,7 +2,9 @@
 
 The file holds {"format", "card" (a JSON string), "state_dict"} and is read with
 `torch.load(weights_only=True)` and `load_state_dict(strict=True)`. The first 8 hex digits of the
-file's sha256 are part of its name (`name-<sha8>.pt`) and are checked on load.
+file's sha256 are part of its name (`name-<sha8>.pt`) and are checked on load. The card's "model"
+says what the weights are: one "MaskNet" (its `model_config`) or a "MaskBag" of several (their
+`model_configs`, in order).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from .config import STFTConfig, config_from_dict
 from .errors import StemsError
+from .bag import MaskBag
 from .model import MaskNet
 
 FORMAT = "stems-checkpoint-v1"
@@ -61,14 +64,21 @@ def resolve(name_or_path: str | Path | None) -> Path:
     return Path(name_or_path)
 
 
-def save_checkpoint(model: MaskNet, stft: STFTConfig, card: dict[str, Any], directory: Path, name: str) -> Path:
+def _config_dict(model: MaskNet) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(model.config).items()}
+
+
+def save_checkpoint(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any], directory: Path, name: str) -> Path:
     """Write `directory/name-<sha8>.pt` atomically and return its path."""
     directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, MaskBag):
+        described = {"model": "MaskBag", "model_configs": [_config_dict(m) for m in model.members]}
+    else:
+        described = {"model": "MaskNet", "model_config": _config_dict(model)}
     full_card = {
         "format": FORMAT,
-        "model": "MaskNet",
+        **described,
         "stft": dataclasses.asdict(stft),
-        "model_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(model.config).items()},
         "parameters": sum(p.numel() for p in model.parameters()),
         "context_frames": model.window_frames,
         **card,
@@ -107,16 +117,21 @@ def read_card(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return card, state
 
 
-def load_checkpoint(name_or_path: str | Path | None = None) -> tuple[MaskNet, STFTConfig, dict[str, Any]]:
+def _model_from_card(card: dict[str, Any], n_bins: int) -> MaskNet | MaskBag:
+    if card.get("model") == "MaskBag":
+        return MaskBag([MaskNet(config_from_dict({"model": c}).model, n_bins) for c in card["model_configs"]])
+    return MaskNet(config_from_dict({"model": card["model_config"]}).model, n_bins)
+
+
+def load_checkpoint(name_or_path: str | Path | None = None) -> tuple[MaskNet | MaskBag, STFTConfig, dict[str, Any]]:
     """-> (model in eval mode, its STFT settings, its card)."""
     path = resolve(name_or_path)
     card, state = read_card(path)
     try:
         stft = STFTConfig(**card["stft"])
-        model_config = config_from_dict({"model": card["model_config"]}).model
+        model = _model_from_card(card, stft.n_bins)
     except (KeyError, TypeError, ValueError) as error:
         raise StemsError(f"{path}: checkpoint card does not describe a model ({error})") from None
-    model = MaskNet(model_config, stft.n_bins)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

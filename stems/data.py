@@ -23,6 +23,7 @@ from .errors import StemsError
 
 log = logging.getLogger(__name__)
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+SILENCE = 1e-4  # peak amplitude below which a stem counts as absent
 
 
 @dataclass
@@ -114,7 +115,9 @@ class ExcerptSampler:
     """Draws training batches of stems (batch, sources, channels, samples), seeded.
 
     With probability `remix_probability` each source of an example comes from an independently
-    drawn song and offset (new mixtures no song contains); every stem gets a random gain within
+    drawn song and offset (new mixtures no song contains), among the songs where that source is
+    not silent (a song without vocals, e.g. synthetic stems, still lends its drums, never a silent
+    vocal track); every stem gets a random gain within
     ±gain_range_db and a random channel swap. With `speed_range` r > 0 every stem is also played
     at a random speed within 1 ± r (an excerpt of speed·N samples resampled to N: pitch and tempo
     change together, ±1.7 semitones for r = 0.1); the stems of one song share their speed, so
@@ -137,7 +140,15 @@ class ExcerptSampler:
         self.speed_range = speed_range
         weights = np.array([min(s.samples / sample_rate, 30.0) for s in self.songs])
         self.weights = weights / weights.sum()
+        self.remix_pools = [self._pool(weights, source) for source in range(len(SOURCES))]
         self.rng = np.random.default_rng(seed)
+
+    def _pool(self, weights: np.ndarray, source: int) -> tuple[np.ndarray, np.ndarray]:
+        """(song indices, their normalised weights) of the songs where `source` is audible; all
+        songs when it is silent everywhere."""
+        audible = np.array([np.abs(np.asarray(song.stems[source])).max() > SILENCE for song in self.songs])
+        indices = np.flatnonzero(audible) if audible.any() else np.arange(len(self.songs))
+        return indices, weights[indices] / weights[indices].sum()
 
     def _slice(self, song: Song, source: int | slice) -> np.ndarray:
         """A random excerpt of one source (channels, excerpt) or all of them (sources, channels,
@@ -157,8 +168,8 @@ class ExcerptSampler:
         rng = self.rng
         n_sources = len(SOURCES)
         if rng.random() < self.remix:
-            stems = np.stack([self._slice(self.songs[rng.choice(len(self.songs), p=self.weights)], source)
-                              for source in range(n_sources)])
+            stems = np.stack([self._slice(self.songs[rng.choice(indices, p=weights)], source)
+                              for source, (indices, weights) in enumerate(self.remix_pools)])
         else:
             stems = self._slice(self.songs[rng.choice(len(self.songs), p=self.weights)], slice(None))
         gains = 10 ** (rng.uniform(-self.gain_range_db, self.gain_range_db, size=(n_sources, 1, 1)) / 20)

@@ -4,13 +4,15 @@
 t - past .. t + lookahead only. Streaming could re-run the whole window for every new frame (13x
 the work); instead each time convolution here keeps the last (kernel - 1) * dilation frames of its
 input, and the skip paths keep FIFOs of the frames they still owe. Feeding the same frames in any
-split gives the same logits as one pass of `MaskNet.forward` over all of them.
+split gives the same logits as one pass of `MaskNet.forward` over all of them. A bag runs its
+members so, side by side.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .bag import MaskBag, mean_log_mask
 from .model import MaskNet, unfold_frequency
 
 
@@ -64,6 +66,22 @@ class IncrementalMaskNet:
         logits = unfold_frequency(m.head(y), s) + m.fine(self.input_fifo.pop(count))
         logits = logits[:, :, :bins]
         return logits.reshape(1, len(m.config.sources), m.config.audio_channels, bins, count)
+
+
+class IncrementalMaskBag:
+    """A MaskBag's members run incrementally; sharing one window, each returns the same frames."""
+
+    def __init__(self, bag: MaskBag):
+        self.members = [(IncrementalMaskNet(member), member.in_channels) for member in bag.members]
+
+    def push(self, mix_mag: torch.Tensor) -> torch.Tensor | None:
+        """As `IncrementalMaskNet.push`, with the bag's log mean mask for logits."""
+        logits = [net.push(mix_mag[:, :channels]) for net, channels in self.members]
+        return None if logits[0] is None else mean_log_mask(logits)
+
+
+def incremental(model: MaskNet | MaskBag) -> IncrementalMaskNet | IncrementalMaskBag:
+    return IncrementalMaskBag(model) if isinstance(model, MaskBag) else IncrementalMaskNet(model)
 
 
 class _Fifo:

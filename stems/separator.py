@@ -23,6 +23,7 @@ from . import spectral
 from .checkpoint import load_checkpoint
 from .config import STFTConfig
 from .masks import inference_masks
+from .bag import MaskBag
 from .model import MaskNet
 from .reconstruct import covers_all_sources, reconstruct
 
@@ -70,7 +71,7 @@ class Separator:
             on 2 cores (the network's activations stay in cache).
     """
 
-    def __init__(self, model: MaskNet, stft: STFTConfig, card: dict | None = None, chunk_frames: int = 256,
+    def __init__(self, model: MaskNet | MaskBag, stft: STFTConfig, card: dict | None = None, chunk_frames: int = 256,
                  device: str = "cpu"):
         self.model = copy.deepcopy(model).eval().fold_batchnorm().to(device)
         self.stft = stft

@@ -28,8 +28,9 @@ import torch
 
 from . import spectral
 from .config import STFTConfig
-from .incremental import IncrementalMaskNet
+from .incremental import incremental
 from .masks import inference_masks
+from .bag import MaskBag
 from .model import MaskNet
 from .reconstruct import reconstruct
 from .separator import Separator
@@ -66,7 +67,7 @@ class FrameAnalyser:
         self.next_frame = 0  # next STFT frame to compute
         self.next_mask = 0  # next frame whose mask is due
         bins = self.stft.n_bins
-        self.net = IncrementalMaskNet(self.model)
+        self.net = incremental(self.model)
         self.net.push(torch.zeros(1, self.model.in_channels, bins, self.model.past))  # frames before the signal are silent
         self.specs = torch.zeros(2, bins, 0, dtype=torch.complex64)  # complex frames next_mask ..
 
@@ -184,7 +185,7 @@ class FrameSynthesiser:
         return mix.expand(2, -1) if self.channels == 1 else mix
 
 
-def latency_samples(model: MaskNet, stft: STFTConfig) -> int:
+def latency_samples(model: MaskNet | MaskBag, stft: STFTConfig) -> int:
     """Algorithmic latency: a sample is out once the frame `lookahead` frames after the last frame
     covering it has been read in full."""
     return model.lookahead * stft.hop_length + stft.n_fft

@@ -67,3 +67,22 @@ def test_bad_speed_range_and_too_short_songs_are_refused():
         ExcerptSampler([sine_song("a", 440.0)], 4096, seed=0, speed_range=0.7)
     with pytest.raises(Exception, match="longer than one excerpt"):
         ExcerptSampler([sine_song("a", 440.0, seconds=0.1)], 4096, seed=0, speed_range=0.1)
+
+
+def test_remixing_never_draws_a_silent_stem_while_another_song_has_it():
+    voiced = sine_song("voiced", 440.0)
+    instrumental = sine_song("instrumental", 660.0, seconds=6.0)  # the heavier song in the draw
+    instrumental.stems[3] = 0.0  # vocals: silence, as in a synthetic song without a singer
+    sampler = ExcerptSampler([voiced, instrumental], 4096, seed=0, remix_probability=1.0, gain_range_db=0.0)
+    batch = sampler.batch(32)  # (examples, sources, channels, samples)
+    assert np.abs(batch[:, 3]).max(axis=(1, 2)).min() > 0.5
+    drums_from = {min((440.0, 660.0), key=lambda f: abs(f - peak_frequency(example[0, 0]))) for example in batch}
+    assert drums_from == {440.0, 660.0}  # the instrumental song still lends its drums
+
+
+def test_a_stem_silent_in_every_song_stays_silent():
+    songs = [sine_song("a", 440.0), sine_song("b", 660.0)]
+    for song in songs:
+        song.stems[1] = 0.0  # no bass anywhere
+    batch = ExcerptSampler(songs, 4096, seed=0, remix_probability=1.0).batch(8)
+    assert np.abs(batch[:, 1]).max() == 0.0

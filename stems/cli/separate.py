@@ -213,15 +213,18 @@ def info(
         return
     table = Table(title=f"checkpoint {Path(card['path']).name}", show_header=False)
     ms = 1000 / stft.sample_rate
+    members = card.get("training", {}).get("bag_of")
+    trainings = [member["training"] for member in members] if members else [card.get("training", {})]
     rows = {
+        "model": f"a bag of {len(members)} MaskNets, masks averaged" if members else "MaskNet",
         "stems": ", ".join(model.config.sources),
         "STFT": f"n_fft {stft.n_fft}, hop_length {stft.hop_length}, {stft.sample_rate} Hz",
         "parameters": f"{card['parameters']:,}",
         "context": f"{model.window_frames} frames = {((model.window_frames - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
         "latency": f"{latency_samples(model, stft) * ms:.0f} ms algorithmic ({model.lookahead} look-ahead frames + STFT window)",
         "default mask": card.get("default_mask", "soft"),
-        "training data": ", ".join(card.get("training", {}).get("data", [])) or "-",
-        "training steps": str(card.get("training", {}).get("step", "-")),
+        "training data": ", ".join(dict.fromkeys(d for t in trainings for d in t.get("data", []))) or "-",
+        "training steps": " + ".join(str(t.get("step", "-")) for t in trainings),
         "sha256": card["sha256"],
     }
     for key, value in rows.items():

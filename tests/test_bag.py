@@ -1,0 +1,114 @@
+"""A bag of models: its mask is the mean of its members' masks, everywhere the model is used."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import RATE, make_model, synth
+from typer.testing import CliRunner
+
+from stems import spectral
+from stems.bag import MaskBag
+from stems.checkpoint import load_checkpoint, save_checkpoint
+from stems.cli import app
+from stems.config import STFTConfig
+from stems.errors import StemsError
+from stems.separator import Separator, output_groups
+from stems.stream import stream_blocks
+
+
+def mixed_bag(lookahead: int = -1) -> MaskBag:
+    """Three members that differ in weights, widths and input (one sees the side channel)."""
+    return MaskBag([make_model(seed=1, lookahead_frames=lookahead),
+                    make_model(seed=2, widths=(4, 8, 12), lookahead_frames=lookahead),
+                    make_model(seed=3, lookahead_frames=lookahead, side_input=True)])
+
+
+def test_bag_mask_is_the_mean_of_member_masks():
+    bag = mixed_bag()
+    spec = spectral.stft(torch.from_numpy(synth(1.0)), STFTConfig())
+    with torch.no_grad():
+        bag_mask = torch.softmax(bag(bag.pad(bag.input_magnitudes(spec))[None]), dim=1)
+        member_masks = [torch.softmax(m(m.pad(m.input_magnitudes(spec))[None]), dim=1) for m in bag.members]
+    expected = sum(member_masks) / 3
+    assert torch.allclose(bag_mask, expected, atol=1e-6)
+    assert not torch.allclose(member_masks[0], expected, atol=1e-2)  # the members do disagree
+
+
+def test_bag_of_one_separates_as_its_member():
+    audio = synth(3.0, seed=2)
+    member = make_model(seed=5)
+    alone = Separator(member, STFTConfig()).separate(audio, RATE, mask="binary")
+    bagged = Separator(MaskBag([member]), STFTConfig()).separate(audio, RATE, mask="binary")
+    for stem in alone:
+        assert np.abs(alone[stem] - bagged[stem]).max() < 1e-5
+
+
+def test_bag_checkpoint_round_trip(tmp_path):
+    bag = mixed_bag()
+    path = save_checkpoint(bag, STFTConfig(), {"training": {"data": ["random weights (tests)"]}}, tmp_path, "bag")
+    loaded, _, card = load_checkpoint(path)
+    assert card["model"] == "MaskBag" and len(card["model_configs"]) == 3
+    assert card["model_configs"][2]["side_input"] is True
+    audio = synth(2.0, seed=3)
+    before = Separator(bag, STFTConfig()).separate(audio, RATE, mask="soft")
+    after = Separator(loaded, STFTConfig()).separate(audio, RATE, mask="soft")
+    for stem in before:
+        np.testing.assert_array_equal(before[stem], after[stem])
+
+
+def test_bag_chunked_equals_one_pass_and_adds_up_to_the_mix():
+    audio = synth(9.1, seed=1)
+    bag = mixed_bag()
+    one_pass = Separator(bag, STFTConfig(), chunk_frames=10_000).separate(audio, RATE, mask="soft")
+    assert np.abs(sum(one_pass.values()) - audio).max() < 1e-4
+    chunked = Separator(bag, STFTConfig(), chunk_frames=71).separate(audio, RATE, mask="soft")
+    for stem in one_pass:
+        assert np.abs(chunked[stem] - one_pass[stem]).max() < 1e-5
+
+
+def test_bag_streaming_equals_offline():
+    separator = Separator(mixed_bag(lookahead=1), STFTConfig())
+    audio = synth(2.1, seed=4)
+    offline = separator.separate(audio, RATE, mask="soft")
+    groups = output_groups(separator.sources)
+    blocks = (audio[:, i: i + 700] for i in range(0, audio.shape[1], 700))
+    outputs = list(stream_blocks(separator, blocks, 2, groups, "soft"))
+    for name in groups:
+        streamed = np.concatenate([o[name] for o in outputs], axis=1)
+        assert np.abs(streamed - offline[name]).max() < 1e-4
+
+
+def test_members_with_different_windows_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="window"):
+        MaskBag([make_model(), make_model(lookahead_frames=1)])
+    payload = torch.load(save_checkpoint(mixed_bag(), STFTConfig(), {}, tmp_path, "bag"), weights_only=True)
+    card = json.loads(payload["card"])
+    card["model_configs"][1]["lookahead_frames"] = 1  # a card edited to mismatch its members
+    payload["card"] = json.dumps(card)
+    broken = tmp_path / "broken.pt"
+    torch.save(payload, broken)
+    with pytest.raises(StemsError, match="broken.pt: checkpoint card does not describe a model"):
+        load_checkpoint(broken)
+
+
+def test_make_bag_script_and_info(tmp_path):
+    members = [save_checkpoint(make_model(seed=s), STFTConfig(), {"training": {"data": [f"set {s}"], "step": 10 * s}},
+                               tmp_path, f"m{s}") for s in (1, 2)]
+    script = Path(__file__).parents[1] / "scripts" / "make_bag.py"
+    made = subprocess.run([sys.executable, script, *map(str, members), "--out", str(tmp_path / "bag")],
+                          check=False, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    bag_file = next((tmp_path / "bag").glob("bag-*.pt"))
+    shown = CliRunner().invoke(app, ["info", str(bag_file)], terminal_width=200)
+    assert shown.exit_code == 0
+    assert "a bag of 2 MaskNets" in shown.output and "set 1, set 2" in shown.output and "10 + 20" in shown.output
+    other_stft = save_checkpoint(make_model(), STFTConfig(hop_length=512), {}, tmp_path, "hop512")
+    refused = subprocess.run([sys.executable, script, str(members[0]), str(other_stft), "--out", str(tmp_path / "x")],
+                             check=False, capture_output=True, text=True)
+    assert refused.returncode == 2 and "different STFT settings" in refused.stderr
+    assert not (tmp_path / "x").exists()
