@@ -77,7 +77,7 @@ def stages(audio: np.ndarray, checkpoint: str) -> dict[str, float]:
         for a in range(0, total, separator.chunk_frames):
             b = min(a + separator.chunk_frames, total)
             t = time.perf_counter()
-            logits = model(mag[None, ..., a: b + 2 * model.context])[0]
+            logits = model(mag[None, ..., a: b + model.window_frames - 1])[0]
             times["network"] += time.perf_counter() - t
             t = time.perf_counter()
             masks = inference_masks(logits, "soft")

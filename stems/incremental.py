@@ -69,15 +69,30 @@ class IncrementalMaskNet:
 
 
 class IncrementalMaskBag:
-    """A MaskBag's members run incrementally; sharing one window, each returns the same frames."""
+    """A MaskBag's members run incrementally side by side. A member whose window reaches less far
+    back skips the first frames the bag's window has and it has not; one reaching less far ahead
+    computes frames sooner, which wait until every member has them."""
 
     def __init__(self, bag: MaskBag):
-        self.members = [(IncrementalMaskNet(member), member.in_channels) for member in bag.members]
+        self.nets = [IncrementalMaskNet(member) for member in bag.members]
+        self.channels = [member.in_channels for member in bag.members]
+        self.skips = [bag.past - member.past for member in bag.members]
+        self.pending = [torch.zeros(1, 0) for _ in bag.members]  # logits not yet returned, per member
 
     def push(self, mix_mag: torch.Tensor) -> torch.Tensor | None:
         """As `IncrementalMaskNet.push`, with the bag's log mean mask for logits."""
-        logits = [net.push(mix_mag[:, :channels]) for net, channels in self.members]
-        return None if logits[0] is None else mean_log_mask(logits)
+        for i, net in enumerate(self.nets):
+            x = mix_mag[:, : self.channels[i], :, self.skips[i]:]
+            self.skips[i] = max(0, self.skips[i] - mix_mag.shape[-1])
+            logits = net.push(x) if x.shape[-1] else None
+            if logits is not None:
+                self.pending[i] = logits if self.pending[i].shape[-1] == 0 else torch.cat([self.pending[i], logits], dim=-1)
+        ready = min(p.shape[-1] for p in self.pending)
+        if ready == 0:
+            return None
+        logits = [p[..., :ready] for p in self.pending]
+        self.pending = [p[..., ready:] for p in self.pending]
+        return mean_log_mask(logits)
 
 
 def incremental(model: MaskNet | MaskBag) -> IncrementalMaskNet | IncrementalMaskBag:

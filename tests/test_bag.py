@@ -15,21 +15,24 @@ from stems import spectral
 from stems.bag import MaskBag
 from stems.checkpoint import load_checkpoint, save_checkpoint
 from stems.cli import app
-from stems.config import STFTConfig
+from stems.config import ModelConfig, STFTConfig
 from stems.errors import StemsError
+from stems.model import MaskNet
 from stems.separator import Separator, output_groups
 from stems.stream import stream_blocks
 
 
 def mixed_bag(lookahead: int = -1) -> MaskBag:
-    """Three members that differ in weights, widths and input (one sees the side channel)."""
+    """Three members that differ in weights, widths, input (one sees the side channel) and window
+    (the second reaches 2 frames further back and ahead, or back only with a look-ahead)."""
     return MaskBag([make_model(seed=1, lookahead_frames=lookahead),
-                    make_model(seed=2, widths=(4, 8, 12), lookahead_frames=lookahead),
+                    make_model(seed=2, widths=(4, 8, 12), lookahead_frames=lookahead, dilations=(1, 3, 2)),
                     make_model(seed=3, lookahead_frames=lookahead, side_input=True)])
 
 
 def test_bag_mask_is_the_mean_of_member_masks():
     bag = mixed_bag()
+    assert [m.window_frames for m in bag.members] == [13, 17, 13] and bag.window_frames == 17
     spec = spectral.stft(torch.from_numpy(synth(1.0)), STFTConfig())
     with torch.no_grad():
         bag_mask = torch.softmax(bag(bag.pad(bag.input_magnitudes(spec))[None]), dim=1)
@@ -71,24 +74,25 @@ def test_bag_chunked_equals_one_pass_and_adds_up_to_the_mix():
         assert np.abs(chunked[stem] - one_pass[stem]).max() < 1e-5
 
 
-def test_bag_streaming_equals_offline():
-    separator = Separator(mixed_bag(lookahead=1), STFTConfig())
+@pytest.mark.parametrize("lookahead,block", [(1, 700), (-1, 1500)])
+def test_bag_streaming_equals_offline(lookahead, block):
+    separator = Separator(mixed_bag(lookahead), STFTConfig())
     audio = synth(2.1, seed=4)
     offline = separator.separate(audio, RATE, mask="soft")
     groups = output_groups(separator.sources)
-    blocks = (audio[:, i: i + 700] for i in range(0, audio.shape[1], 700))
+    blocks = (audio[:, i: i + block] for i in range(0, audio.shape[1], block))
     outputs = list(stream_blocks(separator, blocks, 2, groups, "soft"))
     for name in groups:
         streamed = np.concatenate([o[name] for o in outputs], axis=1)
         assert np.abs(streamed - offline[name]).max() < 1e-4
 
 
-def test_members_with_different_windows_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="window"):
-        MaskBag([make_model(), make_model(lookahead_frames=1)])
+def test_members_of_other_stems_or_bins_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="bins"):
+        MaskBag([make_model(), MaskNet(ModelConfig(widths=(4, 8, 8)), STFTConfig(n_fft=1024, hop_length=512).n_bins)])
     payload = torch.load(save_checkpoint(mixed_bag(), STFTConfig(), {}, tmp_path, "bag"), weights_only=True)
     card = json.loads(payload["card"])
-    card["model_configs"][1]["lookahead_frames"] = 1  # a card edited to mismatch its members
+    card["model_configs"][1]["sources"] = ["vocals", "accompaniment"]  # a card edited to mismatch its members
     payload["card"] = json.dumps(card)
     broken = tmp_path / "broken.pt"
     torch.save(payload, broken)
