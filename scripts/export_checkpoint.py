@@ -26,7 +26,7 @@ def main() -> None:
     ours = {k: v for k, v in summary.items() if k.startswith("stems ")}
     best_system = max(ours, key=lambda k: ours[k]["mean"])
     card.pop("sha256"), card.pop("path"), card.pop("weights_sha256")
-    for key in ("format", "model", "stft", "model_config", "parameters", "context_frames"):
+    for key in ("format", "model", "stft", "model_config", "model_configs", "parameters", "context_frames"):
         card.pop(key, None)
     card["default_mask"] = best_system.rsplit(" ", 1)[-1]
     card["metrics"] = {

@@ -78,3 +78,18 @@ def test_wrong_architecture_and_bad_card(tmp_path, tiny_checkpoint):
     torch.save(payload | {"card": "{not json"}, tmp_path / "card.pt")
     with pytest.raises(StemsError, match="not valid JSON"):
         load_checkpoint(tmp_path / "card.pt")
+
+
+def test_shipped_checkpoints_load_small_and_carry_their_valid_table():
+    from stems.checkpoint import CHECKPOINT_DIR, registry
+
+    shipped = registry()
+    assert {"default", "quality", "lowlatency"} <= set(shipped)
+    for name, file in shipped.items():
+        assert (CHECKPOINT_DIR / file).stat().st_size < 20e6, name
+        _, _, card = load_checkpoint(name)
+        table = card["metrics"]["musdb_valid_bsseval_v4_sdr"]
+        assert card["default_mask"] in ("soft", "binary") and f"stems {card['default_mask']}" in table
+    quality = load_checkpoint("quality")[2]["metrics"]["musdb_valid_bsseval_v4_sdr"]["stems soft"]["mean"]
+    default = load_checkpoint("default")[2]["metrics"]["musdb_valid_bsseval_v4_sdr"]["stems soft"]["mean"]
+    assert quality > default  # the slower model has to earn its place

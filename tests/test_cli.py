@@ -215,6 +215,11 @@ def test_shipped_models_by_registry_name(tmp_path, song_wav):
     result = run("separate", song_wav, "-o", out, "--model", "lowlatency", "--stems", "vocals")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (out / song_wav.stem).iterdir()) == ["vocals.wav"]
+    result = run("separate", song_wav, "-o", tmp_path / "q", "--model", "quality", "--two-stems", "vocals")
+    assert result.exit_code == 0, result.output
+    mix, _ = sf.read(song_wav, dtype="float32")
+    parts = [sf.read(tmp_path / "q" / song_wav.stem / f"{s}.wav", dtype="float32")[0] for s in ("vocals", "no_vocals")]
+    assert np.abs(parts[0] + parts[1] - mix).max() < 2e-4  # the bag's stems still add up to the mix (16-bit)
     missing = run("separate", song_wav, "-o", out, "--model", "no-such-model")
     assert missing.exit_code == 1 and "no-such-model" in missing.output
 

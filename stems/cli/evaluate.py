@@ -24,7 +24,7 @@ def evaluate(
     is_wav: bool = typer.Option(False, "--is-wav", help="MUSDB18 in its wav layout."),
     stems_dir: Optional[Path] = typer.Option(None, "--stems-dir", help="References as <DIR>/<song>/{drums,bass,other,vocals}.*"),
     estimates: Optional[Path] = typer.Option(None, "--estimates", help="Also score another system's outputs <DIR>/<track>/<stem>.wav."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, lowlatency) or checkpoint file (default: the shipped model)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or checkpoint file (default: the shipped model)."),
     masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only a non-empty --oracle is given); '' for none."),
     oracles: Optional[str] = typer.Option(None, "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm (default all); '' for none."),
     jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),

@@ -24,7 +24,7 @@ def stream(
     block_ms: float = typer.Option(20.0, "--block-ms", help="Block size in milliseconds."),
     realtime: Optional[bool] = typer.Option(None, "--realtime/--fast", help="Pace a file at real time (default when playing)."),
     mask: Optional[str] = typer.Option(None, "--mask", help="binary or soft (default: the checkpoint's better one)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, lowlatency) or checkpoint file (default: the shipped low-latency model, else the default one)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or checkpoint file (default: the shipped low-latency model, else the default one)."),
     list_devices: bool = typer.Option(False, "--list-devices", help="List audio devices and exit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing recordings."),
     threads: int = typer.Option(1, "--threads", help="Torch threads for the network (1 measured fastest for small blocks)."),
