@@ -1,11 +1,12 @@
 """Separate stempeg's MUSDB example into ./separated and print per-stem SDR (museval, BSSEval v4)
 against its true stems, beside the mixture-as-estimate baseline.
 
-Run: python scripts/demo_report.py   (./scripts/demo.sh sets everything up first)
+Run: python scripts/demo_report.py [--model quality]   (./scripts/demo.sh sets everything up first)
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -22,8 +23,11 @@ STREAMS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}  # NI stem order afte
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="Registry name or checkpoint file (default: the shipped default).")
+    args = parser.parse_args()
     path = Path(stempeg.example_stem_path())
-    separator = Separator.from_checkpoint()
+    separator = Separator.from_checkpoint(args.model)
     mask = separator.default_mask
     started = time.perf_counter()
     result = separator.separate_file(path, "separated", mask=mask, overwrite=True)
