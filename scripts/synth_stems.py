@@ -537,13 +537,17 @@ def make_song(out: Path, seed: int, index: int, seconds: float, soundfont: Path)
     partial = out / ".partial" / name
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    song = compose(seed, index, seconds)
-    rendered = {stem: render(midi_bytes(song, stem), soundfont, partial / stem) for stem in STEMS}
-    for stem, audio in finish(song, rendered, seconds).items():
-        sf.write(partial / f"{stem}.flac", audio.T, RATE, subtype="PCM_24", format="FLAC")
-    card = {**song.description, "seconds": seconds, "level_db": song.level_db, "peak_db": song.peak_db}
-    (partial / "song.json").write_text(json.dumps(card, indent=1) + "\n")
-    os.replace(partial, out / name)
+    try:
+        song = compose(seed, index, seconds)
+        rendered = {stem: render(midi_bytes(song, stem), soundfont, partial / stem) for stem in STEMS}
+        for stem, audio in finish(song, rendered, seconds).items():
+            sf.write(partial / f"{stem}.flac", audio.T, RATE, subtype="PCM_24", format="FLAC")
+        card = {**song.description, "seconds": seconds, "level_db": song.level_db, "peak_db": song.peak_db}
+        (partial / "song.json").write_text(json.dumps(card, indent=1) + "\n")
+        os.replace(partial, out / name)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return True
 
 
@@ -556,6 +560,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soundfont", type=Path, default=SOUNDFONT)
     parser.add_argument("--jobs", type=int, default=1, help="songs rendered at once")
     args = parser.parse_args(argv)
+    if args.songs < 1 or args.seconds <= 0 or args.jobs < 1:
+        print(f"error: --songs and --jobs must be at least 1 and --seconds above 0 (got {args.songs}, "
+              f"{args.jobs}, {args.seconds})", file=sys.stderr)
+        return 2
     if shutil.which("fluidsynth") is None:
         print(f"error: fluidsynth not found; install it: {APT}", file=sys.stderr)
         return 2
@@ -570,11 +578,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{song_name(args.seed, index)}: {'written' if written else 'already there'}", flush=True)
         return written
 
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        written = sum(pool.map(one, range(args.songs)))
     partial_root = args.out / ".partial"
-    if partial_root.is_dir() and not any(partial_root.iterdir()):
-        partial_root.rmdir()
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            written = sum(pool.map(one, range(args.songs)))
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:  # fluidsynth or the disk failed
+        print(f"error: {error}; the songs written so far are kept, a rerun resumes", file=sys.stderr)
+        return 1
+    finally:
+        if partial_root.is_dir() and not any(partial_root.iterdir()):
+            partial_root.rmdir()
     print(f"{args.songs} songs in {args.out} ({written} new, {args.songs - written} already there): "
           f"{written * args.seconds / 60:.1f} min of new audio in {time.perf_counter() - started:.0f} s")
     return 0

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
+from .bag import MaskBag
 from .config import STFTConfig, config_from_dict
 from .errors import StemsError
-from .bag import MaskBag
 from .model import MaskNet
 
 FORMAT = "stems-checkpoint-v1"

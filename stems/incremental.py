@@ -77,7 +77,8 @@ class IncrementalMaskBag:
         self.nets = [IncrementalMaskNet(member) for member in bag.members]
         self.channels = [member.in_channels for member in bag.members]
         self.skips = [bag.past - member.past for member in bag.members]
-        self.pending = [torch.zeros(1, 0) for _ in bag.members]  # logits not yet returned, per member
+        empty = torch.zeros(1, len(bag.config.sources), bag.config.audio_channels, bag.n_bins, 0)
+        self.pending = [empty] * len(bag.members)  # logits not yet returned, per member
 
     def push(self, mix_mag: torch.Tensor) -> torch.Tensor | None:
         """As `IncrementalMaskNet.push`, with the bag's log mean mask for logits."""
@@ -86,7 +87,7 @@ class IncrementalMaskBag:
             self.skips[i] = max(0, self.skips[i] - mix_mag.shape[-1])
             logits = net.push(x) if x.shape[-1] else None
             if logits is not None:
-                self.pending[i] = logits if self.pending[i].shape[-1] == 0 else torch.cat([self.pending[i], logits], dim=-1)
+                self.pending[i] = torch.cat([self.pending[i], logits], dim=-1)
         ready = min(p.shape[-1] for p in self.pending)
         if ready == 0:
             return None

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from . import spectral
+from .bag import MaskBag
 from .checkpoint import load_checkpoint
 from .config import STFTConfig
 from .masks import inference_masks
-from .bag import MaskBag
 from .model import MaskNet
 from .reconstruct import covers_all_sources, reconstruct
 

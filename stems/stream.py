@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from . import spectral
+from .bag import MaskBag
 from .config import STFTConfig
 from .incremental import incremental
 from .masks import inference_masks
-from .bag import MaskBag
 from .model import MaskNet
 from .reconstruct import reconstruct
 from .separator import Separator

@@ -162,3 +162,24 @@ def test_a_rendered_song_is_three_aligned_stems_the_trainer_reads(tmp_path, caps
     capsys.readouterr()
     assert synth.main([str(out), "--songs", "1", "--seconds", "2", "--seed", "5"]) == 0
     assert "0 new, 1 already there" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option,value", [("--seconds", "0"), ("--songs", "0"), ("--jobs", "0")])
+def test_bad_counts_are_one_line_and_exit_2(tmp_path, capsys, option, value):
+    assert synth.main([str(tmp_path / "out"), option, value]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and option in error and not (tmp_path / "out").exists()
+
+
+def test_a_failed_render_stops_with_one_line_and_leaves_no_partial_song(tmp_path, capsys, monkeypatch):
+    def broken(midi, soundfont, work):
+        raise RuntimeError(f"fluidsynth failed on {work.with_suffix('.mid')}: boom")
+
+    monkeypatch.setattr(synth, "render", broken)
+    monkeypatch.setattr(synth.shutil, "which", lambda name: "/usr/bin/fluidsynth")
+    soundfont = tmp_path / "fake.sf2"
+    soundfont.write_bytes(b"")
+    out = tmp_path / "out"
+    assert synth.main([str(out), "--songs", "2", "--seconds", "2", "--soundfont", str(soundfont)]) == 1
+    assert "boom" in capsys.readouterr().err
+    assert list(out.iterdir()) == []  # no song, no .partial staging left behind
