@@ -35,10 +35,8 @@ def main() -> None:
     def step() -> None:
         stems = torch.from_numpy(sampler.batch(cfg.batch_size))
         specs = spectral.stft_frames(stems, config.stft)
-        inputs = model.input_magnitudes(specs.sum(dim=1))
-        mix_mag = inputs[:, : model.config.audio_channels]
-        inner = slice(model.past, mix_mag.shape[-1] - model.lookahead)
-        loss = mask_loss(model(inputs), mix_mag[..., inner], specs[..., inner].abs(), cfg.loss)
+        inner = slice(model.past, specs.shape[-1] - model.lookahead)
+        loss = mask_loss(model(model.input_magnitudes(specs.sum(dim=1))), specs[..., inner], cfg.loss)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -29,23 +29,34 @@ from .model import MaskNet
 from .report import training_curves
 from .separator import Separator
 
-LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse")
+LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse", "sdr")
 
 
-def mask_loss(logits: torch.Tensor, mix_mag: torch.Tensor, stem_mags: torch.Tensor, kind: str) -> torch.Tensor:
+def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torch.Tensor:
     """
     Args:
         logits: (batch, sources, channels, bins, frames).
-        mix_mag: (batch, channels, bins, frames) the mix magnitudes of the same frames.
-        stem_mags: (batch, sources, channels, bins, frames).
+        stem_specs: (batch, sources, channels, bins, frames) the stems' complex STFT of the same
+            frames; the mix is their sum.
+    `sdr` is minus each stem's SDR in the STFT domain over the excerpt (masked mix against the
+    stem, in dB, as BSSEval scores a frame), averaged over examples and stems; a floor 30 dB below
+    the mix keeps a silent stem's term finite.
     """
     masks = torch.softmax(logits, dim=1)
+    stem_mags = stem_specs.abs()
     if kind == "magnitude_l1":
+        mix_mag = stem_specs.sum(dim=1).abs()
         return (masks * mix_mag[:, None] - stem_mags).abs().mean() / (mix_mag.mean() + 1e-8)
     if kind == "binary_mse":
         return ((masks - binary_targets(stem_mags)) ** 2).mean()
     if kind == "ratio_mse":
         return ((masks - ratio_targets(stem_mags)) ** 2).mean()
+    if kind == "sdr":
+        mix_spec = stem_specs.sum(dim=1, keepdim=True)
+        floor = 1e-3 * mix_spec.abs().square().sum(dim=(2, 3, 4)) + 1e-8  # (batch, 1)
+        error = (masks * mix_spec - stem_specs).abs().square().sum(dim=(2, 3, 4))
+        energy = stem_mags.square().sum(dim=(2, 3, 4))
+        return (10 * torch.log10((error + floor) / (energy + floor))).mean()
     raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
 
 
@@ -90,10 +101,8 @@ def _validation_loss(model: MaskNet, config: Config, songs: list[Song]) -> float
     with torch.no_grad():
         for song in songs:
             specs = spectral.stft(torch.from_numpy(np.asarray(song.stems, dtype=np.float32)), config.stft)
-            inputs = model.input_magnitudes(specs.sum(dim=0))
-            mix_mag = inputs[: model.config.audio_channels]  # the side magnitude, if any, comes after
-            logits = model(model.pad(inputs)[None])
-            losses.append(mask_loss(logits, mix_mag[None], specs.abs()[None], config.train.loss).item())
+            logits = model(model.pad(model.input_magnitudes(specs.sum(dim=0)))[None])
+            losses.append(mask_loss(logits, specs[None], config.train.loss).item())
     return float(np.mean(losses))
 
 
@@ -225,11 +234,9 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     while step < cfg.steps:
         stems = torch.from_numpy(sampler.batch(cfg.batch_size)).to(device)  # (B, S, C, N)
         stem_specs = spectral.stft_frames(stems, config.stft)
-        inputs = model.input_magnitudes(stem_specs.sum(dim=1))
-        mix_mag = inputs[:, : model.config.audio_channels]  # the side magnitude, if any, comes after
-        logits = net(inputs)
-        inner = slice(model.past, mix_mag.shape[-1] - model.lookahead)
-        loss = mask_loss(logits, mix_mag[..., inner], stem_specs[..., inner].abs(), cfg.loss)
+        logits = net(model.input_magnitudes(stem_specs.sum(dim=1)))
+        inner = slice(model.past, stem_specs.shape[-1] - model.lookahead)
+        loss = mask_loss(logits, stem_specs[..., inner], cfg.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -175,3 +176,42 @@ def test_validation_reports_sdr_per_stem_and_the_loss():
         scores = validate(make_model(), Config(train=TrainConfig(validation=kind)), [song])
         assert set(scores) == {"soft", "binary", "loss"} and np.isfinite(scores["loss"])
         assert set(scores["soft"]) == {"drums", "bass", "other", "vocals", "mean"}
+
+
+def test_sdr_loss_is_minus_each_stems_sdr_of_the_masked_mix():
+    import torch
+
+    from stems.train import mask_loss
+
+    rng = np.random.default_rng(0)
+    specs = rng.normal(size=(2, 4, 2, 5, 3)) + 1j * rng.normal(size=(2, 4, 2, 5, 3))
+    specs[1, 2] = 0  # a silent stem
+    logits = rng.normal(size=specs.shape)
+    loss = mask_loss(torch.tensor(logits), torch.tensor(specs), "sdr").item()
+
+    masks = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    mix = specs.sum(axis=1)
+    expected = []
+    for b in range(2):
+        floor = 1e-3 * (np.abs(mix[b]) ** 2).sum() + 1e-8
+        for s in range(4):
+            error = (np.abs(masks[b, s] * mix[b] - specs[b, s]) ** 2).sum()
+            energy = (np.abs(specs[b, s]) ** 2).sum()
+            expected.append(10 * np.log10((error + floor) / (energy + floor)))
+    assert loss == pytest.approx(np.mean(expected), rel=1e-6)
+    assert expected[6] <= 30.0 + 1e-6  # the silent stem's term stays bounded
+
+
+def test_sdr_loss_prefers_the_mask_of_the_dominant_stem():
+    import torch
+
+    from stems.train import mask_loss
+
+    specs = torch.zeros(1, 4, 1, 4, 2, dtype=torch.complex64)
+    for s in range(4):
+        specs[0, s, 0, s] = 1.0  # each stem owns one bin
+    owner = torch.full((1, 4, 1, 4, 2), -5.0)
+    for s in range(4):
+        owner[0, s, 0, s] = 5.0
+    uniform = mask_loss(torch.zeros_like(owner), specs, "sdr")  # a quarter of every bin: -1.25 dB
+    assert mask_loss(owner, specs, "sdr") < -20 and uniform.item() == pytest.approx(10 * np.log10(12 / 16), abs=0.01)
