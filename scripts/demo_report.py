@@ -7,6 +7,7 @@ Run: python scripts/demo_report.py [--model quality]   (./scripts/demo.sh sets e
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -17,17 +18,22 @@ from rich.table import Table
 
 from stems import Separator
 from stems.audio import load
+from stems.errors import StemsError
 from stems.evaluate import score_track
 
 STREAMS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}  # NI stem order after the mixture
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="Registry name or checkpoint file (default: the shipped default).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     path = Path(stempeg.example_stem_path())
-    separator = Separator.from_checkpoint(args.model)
+    try:
+        separator = Separator.from_checkpoint(args.model)
+    except StemsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     mask = separator.default_mask
     started = time.perf_counter()
     result = separator.separate_file(path, "separated", mask=mask, overwrite=True)
@@ -54,7 +60,8 @@ def main() -> None:
     console.print(f"stems written to ./separated/{path.name[:-len('.stem.mp4')]}/ "
                   f"({result.duration:.1f} s of audio in {seconds:.2f} s, {mask} masks, "
                   f"checkpoint {Path(separator.card['path']).name})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

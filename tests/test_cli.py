@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -241,3 +242,11 @@ def test_console_script_end_to_end(tmp_path, tiny_checkpoint, song_wav):
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "nope.wav: no such file" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_demo_report_with_an_unknown_model_is_one_line_and_exit_2(tmp_path):
+    script = Path(__file__).parents[1] / "scripts" / "demo_report.py"
+    done = subprocess.run([sys.executable, script, "--model", "nope"], cwd=tmp_path, check=False,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr == "error: nope: checkpoint not found\n"
+    assert not (tmp_path / "separated").exists()
