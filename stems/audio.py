@@ -186,6 +186,11 @@ def _pcm16(samples: np.ndarray) -> np.ndarray:
     return np.minimum(scaled, 32767.0, out=scaled).astype(np.int16)
 
 
+def temporary_path(target: Path, fmt: str) -> Path:
+    """Where a StemWriter writes `target` until it commits (mp3 is written as wav, then encoded)."""
+    return target.with_name(f".{target.name}.part.{'wav' if fmt == 'mp3' else fmt}")
+
+
 class StemWriter:
     """Writes one output file block by block under a temporary name; `commit` renames it into
     place, `abort` removes it. Counts samples clipped to [-1, 1] for integer formats."""
@@ -197,7 +202,7 @@ class StemWriter:
         self.fmt = fmt
         self.clipped = 0
         self.integer = not float_output or fmt != "wav"
-        self.temporary = target.with_name(f".{target.name}.part.{'wav' if fmt == 'mp3' else fmt}")
+        self.temporary = temporary_path(target, fmt)
         if fmt == "wav":
             subtype = "FLOAT" if float_output else "PCM_16"
         elif fmt == "flac":
@@ -259,8 +264,10 @@ class StemFiles:
         try:
             for name, target in targets.items():
                 self.writers[name] = StemWriter(target, sample_rate, channels, fmt, float_output)
-        except BaseException:
+        except BaseException:  # a signal may land after a writer made its file, before it is held here
             self.abort()
+            for target in targets.values():
+                temporary_path(target, fmt).unlink(missing_ok=True)
             raise
 
     @property

@@ -339,3 +339,20 @@ def test_16_bit_output_rounds_exactly_as_libsndfile(tmp_path):
     sf.write(tmp_path / "libsndfile.wav", audio.T, RATE, subtype="PCM_16")
     ours, theirs = (sf.read(tmp_path / name, dtype="int16")[0] for name in ("ours.wav", "libsndfile.wav"))
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_signal_while_opening_the_stems_leaves_no_temporary(tmp_path, monkeypatch):
+    import stems.audio
+    from stems.audio import StemFiles
+
+    class InterruptedOnOther(stems.audio.StemWriter):
+        def __init__(self, target, *args, **kwargs):
+            super().__init__(target, *args, **kwargs)
+            if target.stem == "other":  # its file exists, StemFiles does not hold it yet
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(stems.audio, "StemWriter", InterruptedOnOther)
+    targets = {name[:-4]: tmp_path / name for name in STEMS}
+    with pytest.raises(KeyboardInterrupt):
+        StemFiles(targets, RATE, 2, "wav")
+    assert list(tmp_path.iterdir()) == []
