@@ -267,7 +267,8 @@ class StemFiles:
         except BaseException:  # a signal may land after a writer made its file, before it is held here
             self.abort()
             for target in targets.values():
-                temporary_path(target, fmt).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # e.g. the folder could not be made: nothing to remove
+                    temporary_path(target, fmt).unlink()
             raise
 
     @property
