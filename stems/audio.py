@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -232,6 +234,11 @@ class StemWriter:
             raise StemsError(f"{self.target}: cannot write output ({getattr(error, 'strerror', None) or error})") from None
 
     def commit(self) -> None:
+        self.finish()
+        self.place()
+
+    def finish(self) -> None:
+        """Close the temporary file (and encode it, for mp3): what is left is one rename."""
         self.handle.close()
         try:
             if self.fmt == "mp3":
@@ -244,6 +251,13 @@ class StemWriter:
                 finally:
                     self.temporary.unlink(missing_ok=True)
                 self.temporary = encoded
+        except OSError as error:
+            self.abort()
+            raise StemsError(f"{self.target}: cannot write output ({error.strerror})") from None
+
+    def place(self) -> None:
+        """Rename the finished temporary file into place."""
+        try:
             os.replace(self.temporary, self.target)
         except OSError as error:
             self.abort()
@@ -253,6 +267,26 @@ class StemWriter:
         if not self.handle.closed:
             self.handle.close()
         self.temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block: one that arrives meanwhile is noted and raised
+    again, to the handler that was in place, when the block ends. (Python runs signal handlers
+    in the main thread only, so elsewhere this does nothing.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {signum: signal.signal(signum, lambda number, frame: arrived.append(number))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in arrived[:1]:
+            signal.raise_signal(signum)
 
 
 class StemFiles:
@@ -280,8 +314,14 @@ class StemFiles:
             self.writers[name].write(block)
 
     def commit(self) -> dict[str, Path]:
+        """Finish every file, then rename them all into place with SIGINT and SIGTERM held back,
+        so that a signal cannot leave a song with some of its stems (it is handled once they
+        are all in place)."""
         for writer in self.writers.values():
-            writer.commit()
+            writer.finish()
+        with signals_deferred():
+            for writer in self.writers.values():
+                writer.place()
         return {name: writer.target for name, writer in self.writers.items()}
 
     def abort(self) -> None:

@@ -91,8 +91,8 @@ def separate_file(
 
     With `skip_existing`, a file whose outputs all exist is not read (the result is `skipped`):
     writers rename only complete files into place, so an existing output is a finished one. When
-    only some exist (a batch stopped between two renames) the file is separated again and they
-    are replaced.
+    only some exist (a batch killed between two renames; SIGINT and SIGTERM wait for them) the
+    file is separated again and they are replaced.
 
     `fmt` is wav, flac, mp3 or stem.mp4 (one file: the input's mix, then the four stems, encoded
     with `codec`: aac or alac); `template` defaults to DEFAULT_TEMPLATE (STEM_MP4_TEMPLATE)."""

@@ -356,3 +356,23 @@ def test_a_signal_while_opening_the_stems_leaves_no_temporary(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         StemFiles(targets, RATE, 2, "wav")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_between_the_renames_still_puts_every_stem_in_place(tmp_path, monkeypatch):
+    import stems.audio
+    from stems.audio import StemFiles
+
+    replace = os.replace
+
+    def replace_then_signal(source, target):
+        replace(source, target)
+        if Path(target).stem == "drums":  # the first of four renames
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(stems.audio.os, "replace", replace_then_signal)
+    targets = {name[:-4]: tmp_path / name for name in STEMS}
+    files = StemFiles(targets, RATE, 2, "wav")
+    files.write({name: np.zeros((2, 100), dtype=np.float32) for name in targets})
+    with pytest.raises(KeyboardInterrupt):
+        files.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(STEMS)
