@@ -215,3 +215,46 @@ def test_sdr_loss_prefers_the_mask_of_the_dominant_stem():
         owner[0, s, 0, s] = 5.0
     uniform = mask_loss(torch.zeros_like(owner), specs, "sdr")  # a quarter of every bin: -1.25 dB
     assert mask_loss(owner, specs, "sdr") < -20 and uniform.item() == pytest.approx(10 * np.log10(12 / 16), abs=0.01)
+
+
+def test_bss_sdr_loss_forgives_a_gain_per_band_as_bsseval_forgives_a_filter():
+    import torch
+
+    from stems.train import GAIN_BAND_BINS, mask_loss
+
+    rng = np.random.default_rng(1)
+    shape = (2, 4, 2, 2 * GAIN_BAND_BINS + 1, 6)  # the last band is one bin wide
+    specs = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+    specs[0, 1] = 0  # a silent stem
+    logits = rng.normal(size=shape)
+    loss = mask_loss(torch.tensor(logits), torch.tensor(specs), "bss_sdr").item()
+
+    masks = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    mix = specs.sum(axis=1)
+    expected = []
+    for b in range(2):
+        floor = 1e-3 * (np.abs(mix[b]) ** 2).sum() + 1e-8
+        for s in range(4):
+            target_energy = error_energy = 0.0
+            for c in range(2):
+                for lo in range(0, shape[3], GAIN_BAND_BINS):
+                    reference = specs[b, s, c, lo: lo + GAIN_BAND_BINS].ravel()
+                    estimate = (masks[b, s, c] * mix[b, c])[lo: lo + GAIN_BAND_BINS].ravel()
+                    gain = np.linalg.lstsq(reference[:, None], estimate, rcond=None)[0]
+                    target = reference * gain
+                    target_energy += (np.abs(target) ** 2).sum()
+                    error_energy += (np.abs(estimate - target) ** 2).sum()
+            expected.append(10 * np.log10((error_energy + floor) / (target_energy + floor)))
+    assert loss == pytest.approx(np.mean(expected), rel=1e-5)
+
+    # each stem owns one band and keeps 0.7 of it: a level BSSEval forgives, the 0.1 leaks it does not
+    specs = torch.zeros(1, 4, 1, 4 * GAIN_BAND_BINS, 3, dtype=torch.complex64)
+    logits = torch.zeros(1, 4, 1, 4 * GAIN_BAND_BINS, 3)
+    for s in range(4):
+        specs[0, s, 0, s * GAIN_BAND_BINS: (s + 1) * GAIN_BAND_BINS] = 1.0
+        logits[0, s, 0, s * GAIN_BAND_BINS: (s + 1) * GAIN_BAND_BINS] = np.log(7.0)
+    energy, leaks, floor = 3 * GAIN_BAND_BINS, 3 * 0.01 * 3 * GAIN_BAND_BINS, 1e-3 * 4 * 3 * GAIN_BAND_BINS
+    assert mask_loss(logits, specs, "bss_sdr").item() == pytest.approx(
+        10 * np.log10((leaks + floor) / (0.49 * energy + floor)), abs=1e-3)
+    assert mask_loss(logits, specs, "sdr").item() == pytest.approx(
+        10 * np.log10((0.09 * energy + leaks + floor) / (energy + floor)), abs=1e-3)
