@@ -29,10 +29,7 @@ from .model import MaskNet
 from .report import training_curves
 from .separator import Separator
 
-LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse", "sdr", "bss_sdr")
-# BSSEval forgives a 512-tap filter on the reference (about 86 Hz of frequency resolution at
-# 44.1 kHz); `bss_sdr` forgives a complex gain per band of this many bins (4 x 21.5 Hz at n_fft 2048).
-GAIN_BAND_BINS = 4
+LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse", "sdr")
 
 
 def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torch.Tensor:
@@ -42,10 +39,9 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torc
         stem_specs: (batch, sources, channels, bins, frames) the stems' complex STFT of the same
             frames; the mix is their sum.
     `sdr` is minus each stem's SDR in the STFT domain over the excerpt (masked mix against the
-    stem, in dB), averaged over examples and stems; a floor 30 dB below the mix keeps a silent
-    stem's term finite. `bss_sdr` scores as BSSEval does: the target is the stem times the complex
-    gain per band of GAIN_BAND_BINS bins that best explains the estimate (BSSEval's distortion
-    filter), the error is what that leaves, so a stem's level per band costs nothing.
+    stem, in dB, as BSSEval scores a frame), averaged over examples and stems; a floor 30 dB below
+    the mix keeps a silent stem's term finite. (museval scores MUSDB as images, where the SDR's
+    target is the stem itself: no distortion filter is forgiven, unlike BSSEval's sources mode.)
     """
     masks = torch.softmax(logits, dim=1)
     stem_mags = stem_specs.abs()
@@ -62,24 +58,7 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torc
         error = (masks * mix_spec - stem_specs).abs().square().sum(dim=(2, 3, 4))
         energy = stem_mags.square().sum(dim=(2, 3, 4))
         return (10 * torch.log10((error + floor) / (energy + floor))).mean()
-    if kind == "bss_sdr":
-        mix_spec = stem_specs.sum(dim=1, keepdim=True)
-        floor = 1e-3 * mix_spec.abs().square().sum(dim=(2, 3, 4)) + 1e-8  # (batch, 1)
-        estimates = masks * mix_spec
-        cross = _band_sums(torch.view_as_real((estimates * stem_specs.conj()).sum(dim=-1)))
-        reference = _band_sums(stem_mags.square().sum(dim=-1))
-        estimated = _band_sums(estimates.abs().square().sum(dim=-1))
-        target = cross.square().sum(dim=-1) / (reference + 1e-12)  # |projection|^2 per band
-        error = (estimated - target).clamp_min(0.0).sum(dim=(2, 3))
-        return (10 * torch.log10((error + floor) / (target.sum(dim=(2, 3)) + floor))).mean()
     raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
-
-
-def _band_sums(per_bin: torch.Tensor) -> torch.Tensor:
-    """(batch, sources, channels, bins[, 2]) -> (batch, sources, channels, bands[, 2]): sums over
-    bands of GAIN_BAND_BINS bins (the last band may be narrower)."""
-    padded = torch.nn.functional.pad(per_bin.movedim(3, -1), (0, -per_bin.shape[3] % GAIN_BAND_BINS))
-    return padded.reshape(*padded.shape[:-1], -1, GAIN_BAND_BINS).sum(dim=-1).movedim(-1, 3)
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:

@@ -178,42 +178,28 @@ def test_validation_reports_sdr_per_stem_and_the_loss():
         assert set(scores["soft"]) == {"drums", "bass", "other", "vocals", "mean"}
 
 
-def _random_masks_case(shape: tuple[int, ...], seed: int):
-    """Complex stem spectra (batch, sources, channels, bins, frames) with stem 1 of example 0
-    silent, random logits and their softmax masks."""
-    rng = np.random.default_rng(seed)
-    specs = rng.normal(size=shape) + 1j * rng.normal(size=shape)
-    specs[0, 1] = 0
-    logits = rng.normal(size=shape)
-    return specs, logits, np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-
-
-def _expected_sdr_loss(specs: np.ndarray, masks: np.ndarray, target_of) -> float:
-    """Mean over examples and stems of 10 log10((|estimate - target|^2 + floor) / (|target|^2 +
-    floor)), the target being `target_of(reference, estimate)`, computed bin by bin in numpy."""
-    mix = specs.sum(axis=1)
-    terms = []
-    for b in range(specs.shape[0]):
-        floor = 1e-3 * (np.abs(mix[b]) ** 2).sum() + 1e-8
-        for s in range(specs.shape[1]):
-            estimate = masks[b, s] * mix[b]
-            target = target_of(specs[b, s], estimate)
-            terms.append(10 * np.log10(((np.abs(estimate - target) ** 2).sum() + floor) / ((np.abs(target) ** 2).sum() + floor)))
-    return float(np.mean(terms))
-
-
 def test_sdr_loss_is_minus_each_stems_sdr_of_the_masked_mix():
     import torch
 
     from stems.train import mask_loss
 
-    specs, logits, masks = _random_masks_case((2, 4, 2, 5, 3), seed=0)
+    rng = np.random.default_rng(0)
+    specs = rng.normal(size=(2, 4, 2, 5, 3)) + 1j * rng.normal(size=(2, 4, 2, 5, 3))
+    specs[1, 2] = 0  # a silent stem
+    logits = rng.normal(size=specs.shape)
     loss = mask_loss(torch.tensor(logits), torch.tensor(specs), "sdr").item()
-    assert loss == pytest.approx(_expected_sdr_loss(specs, masks, lambda reference, estimate: reference), rel=1e-6)
-    # the silent stem's term is at most 30 dB: its error (the masked mix) is under the mix's energy
-    silent = torch.tensor(specs[:1]) * 0
-    silent[0, 0] = torch.tensor(specs[0].sum(axis=0))  # example 0's whole mix in one stem, the rest silent
-    assert mask_loss(torch.tensor(logits[:1]), silent, "sdr").item() <= 0.75 * 30.0 + 1e-3
+
+    masks = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    mix = specs.sum(axis=1)
+    expected = []
+    for b in range(2):
+        floor = 1e-3 * (np.abs(mix[b]) ** 2).sum() + 1e-8
+        for s in range(4):
+            error = (np.abs(masks[b, s] * mix[b] - specs[b, s]) ** 2).sum()
+            energy = (np.abs(specs[b, s]) ** 2).sum()
+            expected.append(10 * np.log10((error + floor) / (energy + floor)))
+    assert loss == pytest.approx(np.mean(expected), rel=1e-6)
+    assert expected[6] <= 30.0 + 1e-6  # the silent stem's term stays bounded
 
 
 def test_sdr_loss_prefers_the_mask_of_the_dominant_stem():
@@ -229,35 +215,3 @@ def test_sdr_loss_prefers_the_mask_of_the_dominant_stem():
         owner[0, s, 0, s] = 5.0
     uniform = mask_loss(torch.zeros_like(owner), specs, "sdr")  # a quarter of every bin: -1.25 dB
     assert mask_loss(owner, specs, "sdr") < -20 and uniform.item() == pytest.approx(10 * np.log10(12 / 16), abs=0.01)
-
-
-def test_bss_sdr_loss_forgives_a_gain_per_band_as_bsseval_forgives_a_filter():
-    import torch
-
-    from stems.train import GAIN_BAND_BINS, mask_loss
-
-    specs, logits, masks = _random_masks_case((2, 4, 2, 2 * GAIN_BAND_BINS + 1, 6), seed=1)  # last band: 1 bin
-    loss = mask_loss(torch.tensor(logits), torch.tensor(specs), "bss_sdr").item()
-
-    def projection(reference, estimate):  # per channel and band: the least-squares complex gain
-        target = np.zeros_like(reference)
-        for c in range(reference.shape[0]):
-            for lo in range(0, reference.shape[1], GAIN_BAND_BINS):
-                band = slice(lo, lo + GAIN_BAND_BINS)
-                gain = np.linalg.lstsq(reference[c, band].reshape(-1, 1), estimate[c, band].ravel(), rcond=None)[0]
-                target[c, band] = reference[c, band] * gain
-        return target
-
-    assert loss == pytest.approx(_expected_sdr_loss(specs, masks, projection), rel=1e-5)
-
-    # each stem owns one band and keeps 0.7 of it: a level BSSEval forgives, the 0.1 leaks it does not
-    specs = torch.zeros(1, 4, 1, 4 * GAIN_BAND_BINS, 3, dtype=torch.complex64)
-    logits = torch.zeros(1, 4, 1, 4 * GAIN_BAND_BINS, 3)
-    for s in range(4):
-        specs[0, s, 0, s * GAIN_BAND_BINS: (s + 1) * GAIN_BAND_BINS] = 1.0
-        logits[0, s, 0, s * GAIN_BAND_BINS: (s + 1) * GAIN_BAND_BINS] = np.log(7.0)
-    energy, leaks, floor = 3 * GAIN_BAND_BINS, 3 * 0.01 * 3 * GAIN_BAND_BINS, 1e-3 * 4 * 3 * GAIN_BAND_BINS
-    assert mask_loss(logits, specs, "bss_sdr").item() == pytest.approx(
-        10 * np.log10((leaks + floor) / (0.49 * energy + floor)), abs=1e-3)
-    assert mask_loss(logits, specs, "sdr").item() == pytest.approx(
-        10 * np.log10((0.09 * energy + leaks + floor) / (energy + floor)), abs=1e-3)
