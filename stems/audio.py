@@ -273,13 +273,15 @@ class StemWriter:
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back for the block: one that arrives meanwhile is noted and raised
     again, to the handler that was in place, when the block ends. (Python runs signal handlers
-    in the main thread only, so elsewhere this does nothing.)"""
-    if threading.current_thread() is not threading.main_thread():
+    in the main thread only, so elsewhere this does nothing; nor where a handler was installed
+    outside Python, which could not be put back.)"""
+    signums = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or None in map(signal.getsignal, signums):
         yield
         return
     arrived: list[int] = []
     previous = {signum: signal.signal(signum, lambda number, frame: arrived.append(number))
-                for signum in (signal.SIGINT, signal.SIGTERM)}
+                for signum in signums}
     try:
         yield
     finally:
