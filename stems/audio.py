@@ -240,25 +240,29 @@ class StemWriter:
     def finish(self) -> None:
         """Close the temporary file (and encode it, for mp3): what is left is one rename."""
         self.handle.close()
-        try:
-            if self.fmt == "mp3":
-                encoded = self.target.with_name(f".{self.target.name}.part.mp3")
-                try:
-                    run_ffmpeg(["-i", str(self.temporary), "-codec:a", "libmp3lame", "-b:a", "320k", str(encoded)], self.target)
-                except BaseException:
-                    encoded.unlink(missing_ok=True)  # what ffmpeg wrote before it failed or was stopped
-                    raise
-                finally:
-                    self.temporary.unlink(missing_ok=True)
-                self.temporary = encoded
-        except OSError as error:
-            self.abort()
-            raise StemsError(f"{self.target}: cannot write output ({error.strerror})") from None
+        if self.fmt != "mp3":
+            return
+        encoded = self.target.with_name(f".{self.target.name}.part.mp3")
+        with self._aborted_on_os_error():
+            try:
+                run_ffmpeg(["-i", str(self.temporary), "-codec:a", "libmp3lame", "-b:a", "320k", str(encoded)], self.target)
+            except BaseException:
+                encoded.unlink(missing_ok=True)  # what ffmpeg wrote before it failed or was stopped
+                raise
+            finally:
+                self.temporary.unlink(missing_ok=True)
+            self.temporary = encoded
 
     def place(self) -> None:
         """Rename the finished temporary file into place."""
-        try:
+        with self._aborted_on_os_error():
             os.replace(self.temporary, self.target)
+
+    @contextlib.contextmanager
+    def _aborted_on_os_error(self) -> Iterator[None]:
+        """An OSError in the block removes the temporary and becomes one 'cannot write' line."""
+        try:
+            yield
         except OSError as error:
             self.abort()
             raise StemsError(f"{self.target}: cannot write output ({error.strerror})") from None
@@ -287,8 +291,8 @@ def signals_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in arrived[:1]:
-            signal.raise_signal(signum)
+        if arrived:
+            signal.raise_signal(arrived[0])
 
 
 class StemFiles:
