@@ -78,10 +78,15 @@ class TrainConfig:
     validate_every: int = 500
     save_every: int = 250
     threads: int = 2
+    # Processes drawing training excerpts ahead of the steps (0: drawn between steps). On a GPU the
+    # steps wait for excerpts: one run with 15 workers took 40 ms a step on a 16-core machine.
+    workers: int = 0
 
     def __post_init__(self):
         if not 0.0 <= self.speed_range < 0.5:
             raise ConfigError(f"train.speed_range must be in [0, 0.5), got {self.speed_range}")
+        if self.workers < 0:
+            raise ConfigError(f"train.workers must be 0 or more, got {self.workers}")
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,14 @@ format).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -74,7 +76,7 @@ def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
     from .evaluate import score_track
 
     model.eval()
-    separator = Separator(model, config.stft)
+    separator = Separator(model, config.stft, device=str(_device_of(model)))
     result = {}
     for mask in ("soft", "binary"):
         scores = {s: [] for s in SOURCES}
@@ -101,10 +103,15 @@ def _validation_loss(model: MaskNet, config: Config, songs: list[Song]) -> float
     losses = []
     with torch.no_grad():
         for song in songs:
-            specs = spectral.stft(torch.from_numpy(np.asarray(song.stems, dtype=np.float32)), config.stft)
+            stems = torch.from_numpy(np.asarray(song.stems, dtype=np.float32)).to(_device_of(model))
+            specs = spectral.stft(stems, config.stft)
             logits = model(model.pad(model.input_magnitudes(specs.sum(dim=0)))[None])
             losses.append(mask_loss(logits, specs[None], config.train.loss).item())
     return float(np.mean(losses))
+
+
+def _device_of(model: MaskNet) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _atomic_save(payload: dict, path: Path) -> None:
@@ -115,6 +122,31 @@ def _atomic_save(payload: dict, path: Path) -> None:
     except BaseException:  # disk full, interrupt: the previous save stays whole
         temporary.unlink(missing_ok=True)
         raise
+
+
+class _SamplerStream(torch.utils.data.IterableDataset):
+    """Endless batches from a copy of `sampler` per DataLoader worker, seeded by (seed, worker id)."""
+
+    def __init__(self, sampler: ExcerptSampler, size: int, seed: tuple[int, ...]):
+        self.sampler, self.size, self.seed = sampler, size, seed
+
+    def __iter__(self):
+        sampler = copy.copy(self.sampler)
+        sampler.rng = np.random.default_rng([*self.seed, torch.utils.data.get_worker_info().id])
+        while True:
+            yield torch.from_numpy(sampler.batch(self.size))
+
+
+def excerpt_batches(sampler: ExcerptSampler, size: int, workers: int, seed: tuple[int, ...]) -> Iterator[torch.Tensor]:
+    """Training batches (size, sources, channels, samples): drawn from `sampler` itself with no
+    workers, else by `workers` processes ahead of time, each with its own stream seeded by `seed`
+    and its worker id (a resumed run draws new streams: `seed` holds the step it resumed at)."""
+    if workers == 0:
+        while True:
+            yield torch.from_numpy(sampler.batch(size))
+    loader = torch.utils.data.DataLoader(_SamplerStream(sampler, size, seed), batch_size=None,
+                                         num_workers=workers, prefetch_factor=4)
+    yield from loader
 
 
 def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config) -> None:
@@ -232,8 +264,9 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     log = open(log_path, "a") if writer else None
     model.train()
     started, started_step = time.time(), step
+    batches = excerpt_batches(sampler, cfg.batch_size, cfg.workers, (cfg.seed, rank, step))
     while step < cfg.steps:
-        stems = torch.from_numpy(sampler.batch(cfg.batch_size)).to(device)  # (B, S, C, N)
+        stems = next(batches).to(device)  # (B, S, C, N)
         stem_specs = spectral.stft_frames(stems, config.stft)
         logits = net(model.input_magnitudes(stem_specs.sum(dim=1)))
         inner = slice(model.past, stem_specs.shape[-1] - model.lookahead)
