@@ -86,6 +86,18 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, tiny_checkpoint, song_wav, mon
     assert "--device cuda: no CUDA GPU" in result.output
 
 
+def test_shifts_option(tmp_path, tiny_checkpoint, song_wav):
+    result = separate(tiny_checkpoint, song_wav, "-o", tmp_path / "bad", "--shifts", "0")
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert "shifts must be between 1 and the hop length" in result.output and not (tmp_path / "bad").exists()
+    assert separate(tiny_checkpoint, song_wav, "-o", tmp_path / "one").exit_code == 0
+    assert separate(tiny_checkpoint, song_wav, "-o", tmp_path / "two", "--shifts", "2").exit_code == 0
+    mix = load(song_wav, RATE)
+    one, two = ({s: load(tmp_path / d / song_wav.stem / s, RATE) for s in STEMS} for d in ("one", "two"))
+    assert np.abs(sum(two.values()) - mix).max() < 1e-3  # 16-bit files still add up to the mix
+    assert np.abs(two["vocals.wav"] - one["vocals.wav"]).max() > 1e-3
+
+
 def test_skip_existing_keeps_finished_outputs_and_redoes_partial_ones(tmp_path, tiny_checkpoint):
     inputs = songs(tmp_path / "in", 2)
     out = tmp_path / "out"

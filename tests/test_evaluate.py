@@ -103,6 +103,10 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
     assert len(frames) == 2 and report["tracks"]["mixture"]["one"]["vocals"]["SDR"] == pytest.approx(np.median(frames))
     assert "| mixture |" in (tmp_path / "r.md").read_text()
     assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "one.masks.png").stat().st_size > 1000
+    shifted = CliRunner().invoke(app, common + ["--mask", "soft", "--oracle", "", "--shifts", "2", "--json", "s.json"])
+    assert shifted.exit_code == 0, shifted.output  # scored anew, not read from the unshifted cache entry
+    scores = json.loads((tmp_path / "s.json").read_text())["tracks"]["stems soft"]["one"]["vocals"]["SDR"]
+    assert scores != report["tracks"]["stems soft"]["one"]["vocals"]["SDR"]
     alone = CliRunner().invoke(app, common[:-4] + ["--cache", "cache", "--oracle", "ibm"])
     assert alone.exit_code == 0 and "oracle IBM" in alone.output and "stems " not in alone.output
     both = CliRunner().invoke(app, ["evaluate", "--stems-dir", "refs", "--musdb", "x"])

@@ -25,6 +25,33 @@ def test_chunked_equals_one_pass(mask, lookahead, side):
             assert np.abs(chunked[stem] - one_pass[stem]).max() < 1e-5
 
 
+@pytest.mark.parametrize("lookahead,channels", [(-1, 2), (1, 2), (-1, 1)])
+def test_shifts_average_the_separations_of_the_delayed_signal(lookahead, channels):
+    """shifts=N: the mean over k < N of separating the signal delayed by k·hop/N samples and
+    advancing the stems again, computed here by padding the signal, chunk by chunk or not."""
+    audio = synth(9.1, seed=3)[:channels]
+    model = make_model(lookahead_frames=lookahead)
+    expected = {}
+    for delay in (0, 341, 683):  # round(k * 1024 / 3)
+        delayed = np.pad(audio, ((0, 0), (delay, 0)))
+        for stem, wave in Separator(model, STFTConfig()).separate(delayed, RATE, mask="soft").items():
+            expected[stem] = expected.get(stem, 0) + wave[:, delay:] / 3
+    for chunk_frames in (50, 10_000):
+        shifted = Separator(model, STFTConfig(), chunk_frames=chunk_frames, shifts=3).separate(audio, RATE, mask="soft")
+        for stem in expected:
+            assert shifted[stem].shape == audio.shape
+            assert np.abs(shifted[stem] - expected[stem]).max() < 1e-5
+        assert np.abs(sum(shifted.values()) - audio).max() < 1e-4
+    unshifted = Separator(model, STFTConfig()).separate(audio, RATE, mask="soft")
+    assert np.abs(shifted["vocals"] - unshifted["vocals"]).max() > 1e-3  # the delays change the frame grid
+
+
+def test_shifts_are_checked():
+    for bad in (0, 1025):
+        with pytest.raises(ValueError, match=f"shifts must be between 1 and the hop length \\(1024\\), got {bad}"):
+            Separator(make_model(), STFTConfig(), shifts=bad)
+
+
 def test_one_pass_masks_are_the_sliding_window_masks_of_each_frame():
     """Frame t's mask comes from the window of frames t-past .. t+lookahead, whatever the split."""
     import torch

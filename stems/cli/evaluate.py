@@ -27,6 +27,7 @@ def evaluate(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or checkpoint file (default: the shipped model)."),
     masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only a non-empty --oracle is given); '' for none."),
     oracles: Optional[str] = typer.Option(None, "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm (default all); '' for none."),
+    shifts: int = typer.Option(1, "--shifts", help="Score the model with N shifted separations averaged (as stems separate --shifts)."),
     jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),
     cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache: an interrupted run resumes."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary and every track's scores as JSON."),
@@ -57,15 +58,15 @@ def evaluate(
         _fail("nothing to evaluate: --mask and --oracle are both empty and no --estimates given", 2)
     try:
         tracks = reference_tracks(musdb_root, subset, split, is_wav, stems_dir, Path(".cache/stems-data"))
-        separator = Separator.from_checkpoint(checkpoint) if mask_kinds or plot else None
-    except StemsError as error:
+        separator = Separator.from_checkpoint(checkpoint, shifts=shifts) if mask_kinds or plot else None
+    except (StemsError, ValueError) as error:
         _fail(str(error))
     names = ("drums", "bass", "other", "vocals")
     systems, cache_keys = {}, {}
     for kind in mask_kinds:
         label = f"stems {kind}"
         systems[label] = lambda track, refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
-        cache_keys[label] = f"weights-{separator.card['weights_sha256'][:16]}-{kind}"
+        cache_keys[label] = f"weights-{separator.card['weights_sha256'][:16]}-{kind}" + (f"-shifts{shifts}" if shifts > 1 else "")
     if estimates is not None:
         systems[f"estimates {estimates.name}"] = estimates_reader(estimates, names)
     for kind in oracle_kinds:

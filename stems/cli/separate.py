@@ -70,6 +70,8 @@ def separate(
     mask: Optional[str] = typer.Option(None, "--mask", help=f"Mask kind: {', '.join(MASK_KINDS)} (default: the checkpoint's better one)."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or checkpoint file (default: the shipped model)."),
     device: str = typer.Option("cpu", "--device", help=f"Where the network runs: {' or '.join(DEVICES)}."),
+    shifts: int = typer.Option(1, "--shifts", help="Average N separations, each with the STFT frame grid shifted by hop/N samples "
+                               "(Demucs' shift trick): N times the network's work; see the README for what it gains."),
     float_output: bool = typer.Option(False, "--float", help="32-bit float wav (24-bit flac) instead of 16-bit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (outputs appear only when "
@@ -125,7 +127,7 @@ def separate(
     if shard_spec is not None:
         console.print(f"shard {shard_spec[0]}/{shard_spec[1]}: {len(tracks)} of the inputs", highlight=False)
     try:
-        separator = Separator.from_checkpoint(checkpoint, device=device)
+        separator = Separator.from_checkpoint(checkpoint, device=device, shifts=shifts)
         output_groups(separator.sources, subset, two_stems)
         log = Manifest(manifest) if manifest is not None else None
     except (StemsError, ValueError) as error:
