@@ -4,7 +4,8 @@ Prints x real time and peak RSS for a 3-minute stereo 44.1 kHz song (a real CC0 
 ../shared/data when present, else synthetic), peak RSS for a 60-minute file, and where the time
 goes per stage.
 
-Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default]
+Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default] [--shifts 1]
+(the per-stage times are for one pass: --shifts N repeats every stage but reading and writing N times)
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ _CHILD = ("import atexit, sys\n"
           "main()\n")
 
 
-def run_cli(path: Path, out: Path, checkpoint: str) -> tuple[float, float]:
+def run_cli(path: Path, out: Path, checkpoint: str, shifts: int = 1) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `stems separate` process."""
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _CHILD, "separate", str(path), "-o", str(out), "--checkpoint",
-                           checkpoint, "--overwrite"], capture_output=True, text=True)
+                           checkpoint, "--shifts", str(shifts), "--overwrite"], capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"stems separate failed: {done.stderr[-500:]}")
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--shifts", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(f"command: {' '.join(['python', *sys.argv])}  (torch threads: {torch.get_num_threads()})")
@@ -101,8 +103,8 @@ def main() -> None:
         audio, what = song(args.minutes * 60)
         path = tmp / "song.wav"
         sf.write(path, audio.T, RATE, subtype="PCM_16")
-        run_cli(path, tmp / "warm", args.checkpoint)  # page cache, first-import costs
-        seconds, peak = run_cli(path, tmp / "out", args.checkpoint)
+        run_cli(path, tmp / "warm", args.checkpoint, args.shifts)  # page cache, first-import costs
+        seconds, peak = run_cli(path, tmp / "out", args.checkpoint, args.shifts)
         duration = audio.shape[1] / RATE
         print(f"{args.minutes:g}-minute stereo song ({what}), file -> 4 wav files, model load included: "
               f"{seconds:.2f} s = {duration / seconds:.1f}x real time, peak RSS {peak:.0f} MB")
@@ -116,7 +118,7 @@ def main() -> None:
                     handle.write(audio.T)
             del audio
             (tmp / "out").exists() and subprocess.run(["rm", "-rf", str(tmp / "out")], check=True)
-            seconds, peak = run_cli(long_path, tmp / "long-out", args.checkpoint)
+            seconds, peak = run_cli(long_path, tmp / "long-out", args.checkpoint, args.shifts)
             minutes = reps * args.minutes
             print(f"{minutes:g}-minute file: {seconds:.1f} s = {minutes * 60 / seconds:.1f}x real time, peak RSS {peak:.0f} MB")
 
