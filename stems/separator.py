@@ -6,7 +6,8 @@ frames on each side, so the chunk reads exactly the samples those frames cover (
 signal). Because the network's convolutions are valid in time and the STFT frames and overlap-add
 are computed as for the whole signal, every chunk's output equals the one-pass output: memory is
 bounded by the chunk, not by the file. (With a low-latency model the context is `past` frames
-before and `lookahead` after instead of `context` on each side.)
+before and `lookahead` after instead of `context` on each side.) With `shifts`, each chunk is
+separated once per delay of the signal (the frame grid moved by a fraction of a hop) and averaged.
 """
 
 from __future__ import annotations
@@ -122,16 +123,17 @@ class Separator:
             b = min(a + self.chunk_frames, -(-n_samples // hop))
             out_start, out_stop = a * hop, min(b * hop, n_samples)
             with torch.inference_mode():
-                runs = [self._chunk_stems(read, a, b, out_start, out_stop, n_samples, channels, groups, mask, delay)
-                        for delay in delays]
+                runs = [self._chunk_stems(read, a, b, n_samples, channels, groups, mask, delay) for delay in delays]
                 stems = {name: (sum(run[name] for run in runs) / len(runs)).cpu().numpy() for name in groups}
             yield Chunk(out_start, stems)
 
-    def _chunk_stems(self, read: ReadFn, a: int, b: int, out_start: int, out_stop: int, n_samples: int, channels: int,
+    def _chunk_stems(self, read: ReadFn, a: int, b: int, n_samples: int, channels: int,
                      groups: dict[str, tuple[int, ...]], mask: str, delay: int) -> dict[str, torch.Tensor]:
-        """{name: (channels, out_stop - out_start)} of the signal delayed by `delay` < hop samples:
-        its frames a-m .. b+m-1 (one more when delayed) cover output samples [out_start, out_stop) + delay."""
+        """{name: (channels, samples)} for output samples [a*hop, min(b*hop, n_samples)) of the
+        signal delayed by `delay` < hop samples: its frames a-m .. b+m-1 (one more when delayed)
+        cover those samples + delay."""
         hop = self.stft.hop_length
+        out_start, out_stop = a * hop, min(b * hop, n_samples)
         total = spectral.n_frames(n_samples + delay, self.stft)
         m = spectral.context_frames_needed(self.stft)
         past, ahead = self.model.past, self.model.lookahead
