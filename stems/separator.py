@@ -55,6 +55,12 @@ def output_groups(sources: tuple[str, ...], stems: tuple[str, ...] | None = None
             for name in known if name in chosen}
 
 
+def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Their mean; a single tensor is returned as it is (copying each stem of every chunk twice
+    cost about 0.25 s per 3-minute song)."""
+    return tensors[0] if len(tensors) == 1 else sum(tensors) / len(tensors)
+
+
 @dataclass(frozen=True)
 class Chunk:
     start: int  # first output sample of the chunk
@@ -124,7 +130,7 @@ class Separator:
             out_start, out_stop = a * hop, min(b * hop, n_samples)
             with torch.inference_mode():
                 runs = [self._chunk_stems(read, a, b, n_samples, channels, groups, mask, delay) for delay in delays]
-                stems = {name: (sum(run[name] for run in runs) / len(runs)).cpu().numpy() for name in groups}
+                stems = {name: _mean([run[name] for run in runs]).cpu().numpy() for name in groups}
             yield Chunk(out_start, stems)
 
     def _chunk_stems(self, read: ReadFn, a: int, b: int, n_samples: int, channels: int,
