@@ -8,6 +8,7 @@ masking and the iSTFT compared with hop 512, and is the setting SiSEC's oracle I
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,20 @@ class TrainConfig:
     # Processes drawing training excerpts ahead of the steps (0: drawn between steps). On a GPU the
     # steps wait for excerpts: one run with 15 workers took 40 ms a step on a 16-core machine.
     workers: int = 0
+    # Exponential moving average of the weights (and BatchNorm statistics), updated every step with
+    # this decay (Demucs trains so); validation and the best checkpoint use the average. 0: off.
+    ema_decay: float = 0.0
+    # A checkpoint (file or registry name) whose weights start the run instead of random ones
+    # (fine-tuning); its model must match `model`. Empty: train from scratch.
+    init: str = ""
 
     def __post_init__(self):
         if not 0.0 <= self.speed_range < 0.5:
             raise ConfigError(f"train.speed_range must be in [0, 0.5), got {self.speed_range}")
         if self.workers < 0:
             raise ConfigError(f"train.workers must be 0 or more, got {self.workers}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,8 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
         return value
     if isinstance(default, float):
+        if isinstance(value, str):  # YAML 1.1 reads exponents without a dot (1e-3) as strings
+            value = _finite_float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
         return float(value)
@@ -153,6 +164,15 @@ def _coerce(value: Any, default: Any, key: str) -> Any:
             raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
         return value
     raise ConfigError(f"config key '{key}' has an unsupported type")
+
+
+def _finite_float(text: str) -> float | str:
+    """The number `text` spells (e.g. "1e-3"), or `text` itself when it spells none."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

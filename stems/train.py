@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from . import spectral
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, SOURCES
 from .data import ExcerptSampler, Song, musdb_songs, stem_folder_songs
 from .errors import StemsError
@@ -149,6 +149,26 @@ def excerpt_batches(sampler: ExcerptSampler, size: int, workers: int, seed: tupl
     yield from loader
 
 
+def _update_average(average: MaskNet, model: MaskNet, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * model for every float parameter and buffer;
+    integer buffers (BatchNorm's batch count) are copied."""
+    with torch.no_grad():
+        for kept, current in zip(average.state_dict().values(), model.state_dict().values()):
+            if kept.is_floating_point():
+                kept.lerp_(current, 1 - decay)
+            else:
+                kept.copy_(current)
+
+
+def _init_from_checkpoint(model: MaskNet, config: Config) -> None:
+    """Start from `train.init`'s weights (normalisation included); its network and STFT must be
+    the ones `config` describes."""
+    trained, stft, card = load_checkpoint(config.train.init)
+    if not isinstance(trained, MaskNet) or trained.config != config.model or stft != config.stft:
+        raise StemsError(f"{card['path']}: train.init must be a single network with this run's model and stft settings")
+    model.load_state_dict(trained.state_dict())
+
+
 def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config) -> None:
     """Per-bin mean and 1/std of log-magnitudes over a few batches of training mixes."""
     mags = []
@@ -202,7 +222,7 @@ def _truncate_log(path: Path, last_step: int) -> None:
 @dataclass
 class TrainResult:
     checkpoint: Path | None  # the best (or, without validation data, the last) checkpoint; None off rank 0
-    model: MaskNet  # the final weights
+    model: MaskNet  # the final weights (their moving average with train.ema_decay)
     skipped: list[str]  # songs that could not be read
 
 
@@ -239,6 +259,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     step, best = 0, {"score": -math.inf, "path": None}
+    average = None  # the EMA model when train.ema_decay > 0
     state_path = run_dir / "state.pt"
     log_path = run_dir / "log.jsonl"
     if resume and state_path.exists():
@@ -258,8 +279,15 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         step, best = state["step"], json.loads(state["best"])
         if writer:
             _truncate_log(log_path, step)
+    elif cfg.init:
+        _init_from_checkpoint(model, config)
     else:
         _init_normalisation(model, sampler, config)
+    if cfg.ema_decay > 0:
+        average = copy.deepcopy(model)
+        if resume and state_path.exists() and "average" in state:
+            average.load_state_dict(state["average"])
+    scored = average or model  # what validation scores and checkpoints hold
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model  # broadcasts rank 0's weights
     log = open(log_path, "a") if writer else None
     model.train()
@@ -276,6 +304,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
         schedule.step()
+        if average is not None:
+            _update_average(average, model, cfg.ema_decay)
         step += 1
         samplers = _gather(sampler.state(), world) if step % cfg.save_every == 0 or step == cfg.steps else None
         if not writer:
@@ -287,7 +317,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         if progress is not None:
             progress(step, cfg.steps, loss.item(), rate, epoch)
         if valid_songs and (step % cfg.validate_every == 0 or step == cfg.steps):
-            scores = validate(model, config, valid_songs)
+            scores = validate(scored, config, valid_songs)
             score = max(scores["soft"]["mean"], scores["binary"]["mean"])
             log.write(json.dumps({"step": step, "validation": scores}) + "\n")
             log.flush()
@@ -296,7 +326,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
                 card = {"training": {"config": config.to_dict(), "step": step,
                                      "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs]},
                         "metrics": {"valid_sdr": scores, "validation": cfg.validation}}
-                path = save_checkpoint(model, config.stft, card, run_dir, "best")
+                path = save_checkpoint(scored, config.stft, card, run_dir, "best")
                 if best["path"] and best["path"] != str(path):
                     Path(best["path"]).unlink(missing_ok=True)
                 best = {"score": score, "path": str(path)}
@@ -304,18 +334,19 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             log.flush()
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "schedule": schedule.state_dict(), "sampler": json.dumps(samplers),
-                          "torch_rng": torch.get_rng_state(), "step": step, "best": json.dumps(best)}, state_path)
+                          "torch_rng": torch.get_rng_state(), "step": step, "best": json.dumps(best)}
+                         | ({"average": average.state_dict()} if average is not None else {}), state_path)
     if world > 1:  # BatchNorm statistics are per rank: every rank ends with rank 0's, which it saved
         for buffer in model.buffers():
             torch.distributed.broadcast(buffer, 0)
     if not writer:
-        return TrainResult(None, model, skipped)
+        return TrainResult(None, scored, skipped)
     log.close()
     if not valid_songs:  # nothing to pick a best by: the final weights are the result
         card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs]},
                 "metrics": {}}
-        return TrainResult(save_checkpoint(model, config.stft, card, run_dir, "last"), model, skipped)
-    return TrainResult(Path(best["path"]) if best["path"] else None, model, skipped)
+        return TrainResult(save_checkpoint(scored, config.stft, card, run_dir, "last"), scored, skipped)
+    return TrainResult(Path(best["path"]) if best["path"] else None, scored, skipped)
 
 
 def resolve_run(config_path: Path | None, overrides: list[str], out: Path | None, resume: Path | None) -> tuple[Config, Path]:

@@ -12,6 +12,14 @@ def test_defaults_yaml_and_overrides(tmp_path):
     assert load_config() == Config()
 
 
+def test_exponents_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads 1e-3 as a string; the README's own `--set train.lr=1e-3` must work."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 5e-4\n")
+    assert load_config(path).train.lr == 5e-4
+    assert load_config(None, ["train.lr=1e-3"]).train.lr == 1e-3
+
+
 def test_shipped_configs_load():
     for name in ("default", "lowlatency"):
         load_config(f"configs/{name}.yaml")
@@ -20,6 +28,8 @@ def test_shipped_configs_load():
 @pytest.mark.parametrize("override,message", [
     ("train.stepz=3", "unknown config key 'train.stepz'"),
     ("train.steps=many", "'train.steps' must be an integer"),
+    ("train.lr=fast", "'train.lr' must be a number, got 'fast'"),
+    ("train.lr=nan", "'train.lr' must be a number, got 'nan'"),
     ("model.widths=3", "'model.widths' must be a list"),
     ("train=3", "'train' must be a mapping"),
     ("nokey", "must look like key.sub=value"),

@@ -244,3 +244,55 @@ def test_training_with_excerpt_workers_runs(tmp_path):
     assert result.exit_code == 0, result.output
     steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3] and all(np.isfinite(s["loss"]) for s in steps)
+
+
+def test_moving_average_follows_its_closed_form():
+    import torch
+
+    from stems.config import ModelConfig
+    from stems.model import MaskNet
+    from stems.train import _update_average
+
+    model = MaskNet(ModelConfig(widths=(4, 8, 8)), 1025)
+    average = MaskNet(ModelConfig(widths=(4, 8, 8)), 1025)
+    start = {k: v.clone() for k, v in average.state_dict().items()}
+    _update_average(average, model, 0.75)
+    for name, value in average.state_dict().items():
+        current = model.state_dict()[name]
+        expected = 0.75 * start[name] + 0.25 * current if value.is_floating_point() else current
+        assert torch.allclose(value, expected, atol=1e-6), name
+
+
+def test_fine_tuning_with_a_moving_average_saves_the_average_and_resumes_it(tmp_path):
+    import torch
+
+    first = tmp_path / "first"
+    assert CliRunner().invoke(app, ["train", "--out", str(first), *_settings(tmp_path, steps=2, save_every=2)]).exit_code == 0
+    start = _weights(first)
+    tuned = tmp_path / "tuned"
+    args = _settings(tmp_path, steps=3, save_every=3) + ["--set", f"train.init='{next(first.glob('last-*.pt'))}'",
+                                                         "--set", "train.ema_decay=0.5", "--set", "train.lr=0.0"]
+    result = CliRunner().invoke(app, ["train", "--out", str(tuned), *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    state = torch.load(tuned / "state.pt", weights_only=True)
+    saved = _weights(tuned)
+    # With a zero learning rate only BatchNorm statistics move: the weights are the initial ones.
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    weights = [k for k in start if not k.endswith(statistics)]
+    assert len(weights) > 20 and all(torch.equal(saved[k], start[k]) for k in weights)
+    assert all(torch.equal(saved[k], state["average"][k]) for k in saved)
+    assert any(not torch.equal(saved[k], state["model"][k]) for k in saved if k.endswith("running_mean"))
+    more = CliRunner().invoke(app, ["train", "--resume", str(tuned), "--set", "train.steps=4"], catch_exceptions=False)
+    assert more.exit_code == 0, more.output
+
+
+def test_init_from_another_model_is_a_clear_error(tmp_path):
+    first = tmp_path / "first"
+    assert CliRunner().invoke(app, ["train", "--out", str(first), *_settings(tmp_path, steps=1, save_every=1)]).exit_code == 0
+    args = _settings(tmp_path, steps=1, save_every=1) + ["--set", f"train.init='{next(first.glob('last-*.pt'))}'",
+                                                         "--set", "model.widths=[8,8,8]"]
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "other"), *args])
+    assert result.exit_code != 0
+    assert "train.init must be a single network with this run's model and stft settings" in result.output
+    bad = CliRunner().invoke(app, ["train", "--set", "train.ema_decay=1.0", "--out", str(tmp_path / "e")])
+    assert bad.exit_code == 2 and "train.ema_decay must be in [0, 1), got 1.0" in bad.output
