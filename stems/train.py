@@ -160,13 +160,13 @@ def _update_average(average: MaskNet, model: MaskNet, decay: float) -> None:
                 kept.copy_(current)
 
 
-def _init_from_checkpoint(model: MaskNet, config: Config) -> None:
-    """Start from `train.init`'s weights (normalisation included); its network and STFT must be
-    the ones `config` describes."""
+def _initial_weights(config: Config) -> dict[str, torch.Tensor]:
+    """`train.init`'s weights (normalisation included); its network and STFT must be the ones
+    `config` describes."""
     trained, stft, card = load_checkpoint(config.train.init)
     if not isinstance(trained, MaskNet) or trained.config != config.model or stft != config.stft:
         raise StemsError(f"{card['path']}: train.init must be a single network with this run's model and stft settings")
-    model.load_state_dict(trained.state_dict())
+    return trained.state_dict()
 
 
 def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config) -> None:
@@ -239,6 +239,9 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     if device.startswith("cuda") and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     writer = rank == 0
+    state_path = run_dir / "state.pt"
+    resuming = resume and state_path.exists()
+    initial = _initial_weights(config) if cfg.init and not resuming else None  # a bad init fails before any output
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -260,9 +263,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     step, best = 0, {"score": -math.inf, "path": None}
     average = None  # the EMA model when train.ema_decay > 0
-    state_path = run_dir / "state.pt"
     log_path = run_dir / "log.jsonl"
-    if resume and state_path.exists():
+    if resuming:
         state = torch.load(state_path, map_location=device, weights_only=True)
         try:
             model.load_state_dict(state["model"], strict=True)
@@ -279,15 +281,15 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         step, best = state["step"], json.loads(state["best"])
         if writer:
             _truncate_log(log_path, step)
-    elif cfg.init:
-        _init_from_checkpoint(model, config)
+    elif initial is not None:
+        model.load_state_dict(initial)
     else:
         _init_normalisation(model, sampler, config)
     if cfg.ema_decay > 0:
         average = copy.deepcopy(model)
-        if resume and state_path.exists() and "average" in state:
+        if resuming and "average" in state:
             average.load_state_dict(state["average"])
-    scored = average or model  # what validation scores and checkpoints hold
+    scored = model if average is None else average  # what validation scores and checkpoints hold
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model  # broadcasts rank 0's weights
     log = open(log_path, "a") if writer else None
     model.train()

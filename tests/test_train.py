@@ -294,5 +294,6 @@ def test_init_from_another_model_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "other"), *args])
     assert result.exit_code != 0
     assert "train.init must be a single network with this run's model and stft settings" in result.output
+    assert not (tmp_path / "other").exists()  # failed before writing anything
     bad = CliRunner().invoke(app, ["train", "--set", "train.ema_decay=1.0", "--out", str(tmp_path / "e")])
     assert bad.exit_code == 2 and "train.ema_decay must be in [0, 1), got 1.0" in bad.output
