@@ -285,12 +285,12 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         model.load_state_dict(initial)
     else:
         _init_normalisation(model, sampler, config)
-    if cfg.ema_decay > 0:
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model  # broadcasts rank 0's weights
+    if cfg.ema_decay > 0:  # after the broadcast: every rank starts its average from rank 0's weights
         average = copy.deepcopy(model)
         if resuming and "average" in state:
             average.load_state_dict(state["average"])
     scored = model if average is None else average  # what validation scores and checkpoints hold
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model  # broadcasts rank 0's weights
     log = open(log_path, "a") if writer else None
     model.train()
     started, started_step = time.time(), step
@@ -339,7 +339,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
                           "torch_rng": torch.get_rng_state(), "step": step, "best": json.dumps(best)}
                          | ({"average": average.state_dict()} if average is not None else {}), state_path)
     if world > 1:  # BatchNorm statistics are per rank: every rank ends with rank 0's, which it saved
-        for buffer in model.buffers():
+        for buffer in scored.buffers():
             torch.distributed.broadcast(buffer, 0)
     if not writer:
         return TrainResult(None, scored, skipped)

@@ -96,8 +96,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert steps == list(range(1, 41))
 
 
-def test_two_process_ddp_keeps_ranks_identical(tmp_path):
-    """torchrun with 2 CPU processes (gloo): after training, every rank holds the same weights."""
+@pytest.mark.parametrize("ema_decay", [0.0, 0.5])
+def test_two_process_ddp_keeps_ranks_identical(tmp_path, ema_decay):
+    """torchrun with 2 CPU processes (gloo): after training, every rank holds the same weights
+    (with a moving average too, whose BatchNorm statistics are also per rank)."""
     import os
     import subprocess
     import sys
@@ -112,7 +114,7 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
         "config, run_dir = resolve_run(None, sys.argv[2:], Path(sys.argv[1]), None)\n"
         "result = train(config, run_dir)\n"
         "torch.save(result.model.state_dict(), run_dir.parent / f\"rank{os.environ['RANK']}.pt\")\n")
-    overrides = [v for v in _settings(tmp_path, steps=4, save_every=2) if v != "--set"]
+    overrides = [v for v in _settings(tmp_path, steps=4, save_every=2) if v != "--set"] + [f"train.ema_decay={ema_decay}"]
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(script), str(tmp_path / "run"), *overrides],
                           capture_output=True, text=True, timeout=600)
