@@ -54,6 +54,9 @@ class ModelConfig:
     # Also feed the network |L - R| / 2, the side signal's magnitude: centred sources (vocals, bass,
     # kick) cancel there, a cue two channel magnitudes alone cannot give (they carry no phase).
     side_input: bool = False
+    # A learned offset per channel and frequency band after the encoder and after the downsampling:
+    # convolutions are blind to where in frequency they look, the offsets tell them (bass lives low).
+    band_offsets: bool = False
 
 
 @dataclass(frozen=True)

@@ -51,11 +51,11 @@ class IncrementalMaskNet:
         x = torch.nn.functional.pad(x, (0, 0, 0, m.padded_bins - bins))
         self.input_fifo.push(x)
         y = self._valid("stem", x, 2, m.stem)
-        y = self._valid("enc", y, 2, m.enc) if y is not None else None
+        y = self._valid("enc", y, 2, m.encode) if y is not None else None
         if y is None:
             return None
         self.enc_fifo.push(y)
-        y = m.down(y)
+        y = m.downsample(y)
         for i, block in enumerate(m.blocks):
             y = self._valid(f"block{i}", y, 2 * block.dilation, block)
             if y is None:

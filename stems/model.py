@@ -11,8 +11,8 @@ Layer plan (F bins, padded to a multiple of freq_stride², c0 < c1 < c2 channels
 C' = C channels, or C + 1 with the side magnitude |L - R| / 2 when `side_input` is set):
     log|X| per-bin standardised          (B, C', F, T)
     stem  conv (s, 3) stride (s, 1)      (B, c0, F/s, T-2)        -> 1/s frequency
-    enc   conv (3, 3)                    (B, c1, F/s, T-4)
-    down  conv (s, 1) stride (s, 1)      (B, c2, F/s², T-4)       -> 1/s² frequency
+    enc   conv (3, 3)                    (B, c1, F/s, T-4)        + offset per (c1, band)
+    down  conv (s, 1) stride (s, 1)      (B, c2, F/s², T-4)       -> 1/s² frequency, + offset per (c2, band)
     res   conv (3, 3) dilated in time    (B, c2, F/s², T-4-2Σd)   one block per dilation
     up    1x1 conv to s·c1, unfold s     (B, c1, F/s, ...)        -> back to 1/s, + enc skip
     merge conv (3, 1)                    (B, c1, F/s, T-2r)
@@ -81,6 +81,13 @@ class MaskNet(nn.Module):
         self.stem = _conv_bn(self.in_channels, c0, (s, 3), stride=(s, 1))
         self.enc = _conv_bn(c0, c1, (3, 3), padding=(1, 0))
         self.down = _conv_bn(c1, c2, (s, 1), stride=(s, 1))
+        # Per-band offsets (`band_offsets`): learned where enabled, zero otherwise.
+        offsets = [torch.zeros(c1, self.padded_bins // s, 1), torch.zeros(c2, self.padded_bins // (s * s), 1)]
+        if config.band_offsets:
+            self.enc_offset, self.down_offset = (nn.Parameter(o) for o in offsets)
+        else:
+            self.register_buffer("enc_offset", offsets[0], persistent=False)
+            self.register_buffer("down_offset", offsets[1], persistent=False)
         self.blocks = nn.Sequential(*(_ResidualBlock(c2, d) for d in config.dilations))
         self.up = nn.Conv2d(c2, c1 * s, 1)
         self.merge = _conv_bn(c1, c1, (3, 1), padding=(1, 0))
@@ -125,6 +132,14 @@ class MaskNet(nn.Module):
     def normalise(self, mix_mag: torch.Tensor) -> torch.Tensor:
         return (torch.log(mix_mag + 1e-5) - self.input_mean) * self.input_scale
 
+    def encode(self, stem_out: torch.Tensor) -> torch.Tensor:
+        """(B, c0, F/s, T) stem output -> (B, c1, F/s, T - 2) encoder features, band offsets added."""
+        return self.enc(stem_out) + self.enc_offset
+
+    def downsample(self, enc: torch.Tensor) -> torch.Tensor:
+        """(B, c1, F/s, T) encoder features -> (B, c2, F/s², T), band offsets added."""
+        return self.down(enc) + self.down_offset
+
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """
         Args:
@@ -136,8 +151,8 @@ class MaskNet(nn.Module):
         batch, _, bins, frames = mix_mag.shape
         x = self.normalise(mix_mag)
         x = nn.functional.pad(x, (0, 0, 0, self.padded_bins - bins))
-        enc = self.enc(self.stem(x))
-        y = self.blocks(self.down(enc))
+        enc = self.encode(self.stem(x))
+        y = self.blocks(self.downsample(enc))
         cut = sum(self.config.dilations)
         s = self.config.freq_stride
         y = self.merge(unfold_frequency(self.up(y), s) + enc[..., cut: enc.shape[-1] - cut])

@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 
 from stems.config import ModelConfig, STFTConfig
@@ -22,10 +23,11 @@ def test_output_shape():
     assert out.shape == (2, 4, 2, 1025, 40 - 2 * model.context)
 
 
-def test_one_pass_equals_frame_by_frame_sliding_window():
+@pytest.mark.parametrize("band_offsets", [False, True])
+def test_one_pass_equals_frame_by_frame_sliding_window(band_offsets):
     """The article slides a window one frame at a time and keeps the centre frame's mask; the
     valid-in-time network computes all of those windows in one pass."""
-    model = make_model(seed=3)
+    model = make_model(seed=3, band_offsets=band_offsets)
     mag = torch.rand(1, 2, 1025, 30) * 3
     with torch.no_grad():
         one_pass = model(mag)
@@ -62,8 +64,8 @@ def test_side_input_sees_the_phase_between_channels():
 def test_incremental_network_equals_one_pass_for_any_split():
     from stems.incremental import IncrementalMaskNet
 
-    for lookahead, side in ((-1, False), (1, False), (1, True)):
-        model = make_model(seed=4, lookahead_frames=lookahead, side_input=side)
+    for lookahead, side, offsets in ((-1, False, False), (1, False, False), (1, True, False), (-1, False, True)):
+        model = make_model(seed=4, lookahead_frames=lookahead, side_input=side, band_offsets=offsets)
         mag = torch.rand(1, model.in_channels, 1025, 40) * 2
         with torch.no_grad():
             whole = model(mag)
@@ -72,6 +74,25 @@ def test_incremental_network_equals_one_pass_for_any_split():
         streamed = torch.cat([p for p in pieces if p is not None], dim=-1)
         assert streamed.shape == whole.shape
         assert torch.allclose(streamed, whole, atol=1e-5)
+
+
+def test_band_offsets_tell_the_network_where_in_frequency_it_looks():
+    """Without offsets the network is translation-equivariant in frequency by its total stride
+    (s² = 64 bins) away from the edges: a pattern moved up 64 bins gives the same logits moved up
+    64 bins. The learned per-band offsets break that, so the same pattern can mean bass low down
+    and something else higher up."""
+    pattern = torch.rand(1, 2, 128, 20) * 3
+    low, high = torch.ones(1, 2, 1025, 20), torch.ones(1, 2, 1025, 20)
+    low[:, :, 384:512], high[:, :, 448:576] = pattern, pattern
+    for band_offsets in (False, True):
+        model = make_model(seed=6, band_offsets=band_offsets)
+        with torch.no_grad():
+            model.input_mean.fill_(0.0)
+            model.input_scale.fill_(1.0)
+            moved = torch.allclose(model(low)[..., 320:640, :], model(high)[..., 384:704, :], atol=1e-5)
+        assert moved != band_offsets
+    assert {"enc_offset", "down_offset"} <= dict(model.named_parameters()).keys()
+    assert "enc_offset" not in make_model().state_dict()  # checkpoints without offsets load as before
 
 
 def test_folding_batchnorm_keeps_the_outputs():
