@@ -81,13 +81,11 @@ class MaskNet(nn.Module):
         self.stem = _conv_bn(self.in_channels, c0, (s, 3), stride=(s, 1))
         self.enc = _conv_bn(c0, c1, (3, 3), padding=(1, 0))
         self.down = _conv_bn(c1, c2, (s, 1), stride=(s, 1))
-        # Per-band offsets (`band_offsets`): learned where enabled, zero otherwise.
-        offsets = [torch.zeros(c1, self.padded_bins // s, 1), torch.zeros(c2, self.padded_bins // (s * s), 1)]
-        if config.band_offsets:
-            self.enc_offset, self.down_offset = (nn.Parameter(o) for o in offsets)
-        else:
-            self.register_buffer("enc_offset", offsets[0], persistent=False)
-            self.register_buffer("down_offset", offsets[1], persistent=False)
+        # Per-band offsets (`band_offsets`), None where disabled: adding zeros would cost a pass over
+        # the encoder's features (≈ 0.2 s per 3-minute song).
+        with_offsets = config.band_offsets
+        self.enc_offset = nn.Parameter(torch.zeros(c1, self.padded_bins // s, 1)) if with_offsets else None
+        self.down_offset = nn.Parameter(torch.zeros(c2, self.padded_bins // (s * s), 1)) if with_offsets else None
         self.blocks = nn.Sequential(*(_ResidualBlock(c2, d) for d in config.dilations))
         self.up = nn.Conv2d(c2, c1 * s, 1)
         self.merge = _conv_bn(c1, c1, (3, 1), padding=(1, 0))
@@ -134,11 +132,13 @@ class MaskNet(nn.Module):
 
     def encode(self, stem_out: torch.Tensor) -> torch.Tensor:
         """(B, c0, F/s, T) stem output -> (B, c1, F/s, T - 2) encoder features, band offsets added."""
-        return self.enc(stem_out) + self.enc_offset
+        enc = self.enc(stem_out)
+        return enc if self.enc_offset is None else enc + self.enc_offset
 
     def downsample(self, enc: torch.Tensor) -> torch.Tensor:
         """(B, c1, F/s, T) encoder features -> (B, c2, F/s², T), band offsets added."""
-        return self.down(enc) + self.down_offset
+        coarse = self.down(enc)
+        return coarse if self.down_offset is None else coarse + self.down_offset
 
     def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
         """
