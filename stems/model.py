@@ -82,7 +82,7 @@ class MaskNet(nn.Module):
         self.enc = _conv_bn(c0, c1, (3, 3), padding=(1, 0))
         self.down = _conv_bn(c1, c2, (s, 1), stride=(s, 1))
         # Per-band offsets (`band_offsets`), None where disabled: adding zeros would cost a pass over
-        # the encoder's features (≈ 0.2 s per 3-minute song).
+        # the encoder's features (≈ 0.2 s per 3-minute song, timed beside a training run).
         with_offsets = config.band_offsets
         self.enc_offset = nn.Parameter(torch.zeros(c1, self.padded_bins // s, 1)) if with_offsets else None
         self.down_offset = nn.Parameter(torch.zeros(c2, self.padded_bins // (s * s), 1)) if with_offsets else None

@@ -77,9 +77,9 @@ def test_incremental_network_equals_one_pass_for_any_split():
 
 
 def test_band_offsets_tell_the_network_where_in_frequency_it_looks():
-    """Without offsets the network is translation-equivariant in frequency by its total stride
-    (s² = 64 bins) away from the edges: a pattern moved up 64 bins gives the same logits moved up
-    64 bins. The learned per-band offsets break that, so the same pattern can mean bass low down
+    """Without offsets the network is translation-equivariant in frequency by multiples of its
+    total stride (s² = 16 bins here) away from the edges: a pattern moved up 64 bins gives the
+    same logits moved up 64 bins. The learned per-band offsets break that, so the same pattern can mean bass low down
     and something else higher up."""
     pattern = torch.rand(1, 2, 128, 20) * 3
     low, high = torch.ones(1, 2, 1025, 20), torch.ones(1, 2, 1025, 20)
