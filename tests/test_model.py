@@ -79,8 +79,8 @@ def test_incremental_network_equals_one_pass_for_any_split():
 def test_band_offsets_tell_the_network_where_in_frequency_it_looks():
     """Without offsets the network is translation-equivariant in frequency by multiples of its
     total stride (s² = 16 bins here) away from the edges: a pattern moved up 64 bins gives the
-    same logits moved up 64 bins. The learned per-band offsets break that, so the same pattern can mean bass low down
-    and something else higher up."""
+    same logits moved up 64 bins. The learned per-band offsets break that, so the same pattern can
+    mean bass low down and something else higher up."""
     pattern = torch.rand(1, 2, 128, 20) * 3
     low, high = torch.ones(1, 2, 1025, 20), torch.ones(1, 2, 1025, 20)
     low[:, :, 384:512], high[:, :, 448:576] = pattern, pattern
@@ -91,7 +91,7 @@ def test_band_offsets_tell_the_network_where_in_frequency_it_looks():
             model.input_scale.fill_(1.0)
             moved = torch.allclose(model(low)[..., 320:640, :], model(high)[..., 384:704, :], atol=1e-5)
         assert moved != band_offsets
-    assert {"enc_offset", "down_offset"} <= dict(model.named_parameters()).keys()
+    assert {"enc_offset", "down_offset"} <= dict(make_model(band_offsets=True).named_parameters()).keys()
     assert "enc_offset" not in make_model().state_dict()  # checkpoints without offsets load as before
 
 
