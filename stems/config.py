@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ class ModelConfig:
     widths: channels at full/`freq_stride`, at 1/`freq_stride`, and at 1/`freq_stride`² frequency.
     dilations: time dilations of the residual blocks at the coarsest frequency resolution; with the
         two 3-frame convolutions before them they set the context: 2 * (2 + sum(dilations)) + 1 frames.
+    freq_dilations: the same blocks' dilations in frequency (bands of freq_stride² bins), one per
+        block; empty: 1 for every block. They widen what a block hears across the spectrum at no
+        cost and leave the time window as it is.
     """
 
     sources: tuple[str, ...] = SOURCES
@@ -47,6 +51,7 @@ class ModelConfig:
     widths: tuple[int, int, int] = (16, 32, 48)
     freq_stride: int = 4
     dilations: tuple[int, ...] = (1, 1, 2)
+    freq_dilations: tuple[int, ...] = ()
     head_kernel: int = 5
     # Future frames the mask of a frame may look at: -1 centres the window (the article's sliding
     # window); fewer look-ahead frames (the rest of the window in the past) lower streaming latency.
@@ -57,6 +62,13 @@ class ModelConfig:
     # A learned offset per channel and frequency band after the encoder and after the downsampling:
     # convolutions are blind to where in frequency they look, the offsets tell them (bass lives low).
     band_offsets: bool = False
+
+    def __post_init__(self):
+        if self.freq_dilations and len(self.freq_dilations) != len(self.dilations):
+            raise ConfigError(f"model.freq_dilations {list(self.freq_dilations)} must give one dilation per "
+                              f"residual block, as model.dilations {list(self.dilations)} does")
+        if any(d < 1 for d in self.dilations + self.freq_dilations):
+            raise ConfigError("model.dilations and model.freq_dilations must be 1 or more")
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,7 @@ class ConfigError(ValueError):
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
+    types = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
         if key not in known:
@@ -137,17 +150,18 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
                 raise ConfigError(f"config key '{where}{key}' must be a mapping")
             kwargs[key] = _build(type(default), value, f"{where}{key}.")
         else:
-            kwargs[key] = _coerce(value, default, f"{where}{key}")
+            kwargs[key] = _coerce(value, default, f"{where}{key}", types[key])
     return cls(**kwargs)
 
 
-def _coerce(value: Any, default: Any, key: str) -> Any:
+def _coerce(value: Any, default: Any, key: str, kind: Any) -> Any:
     if isinstance(default, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
-        if default and isinstance(default[0], int):
-            return tuple(_coerce(v, default[0], key) for v in value)
-        return tuple(str(v) for v in value)
+        item = typing.get_args(kind)[0]
+        if item is str:
+            return tuple(str(v) for v in value)
+        return tuple(_coerce(v, item(), key, item) for v in value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")

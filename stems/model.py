@@ -13,7 +13,8 @@ C' = C channels, or C + 1 with the side magnitude |L - R| / 2 when `side_input` 
     stem  conv (s, 3) stride (s, 1)      (B, c0, F/s, T-2)        -> 1/s frequency
     enc   conv (3, 3)                    (B, c1, F/s, T-4)        + offset per (c1, band)
     down  conv (s, 1) stride (s, 1)      (B, c2, F/s², T-4)       -> 1/s² frequency, + offset per (c2, band)
-    res   conv (3, 3) dilated in time    (B, c2, F/s², T-4-2Σd)   one block per dilation
+    res   conv (3, 3) dilated            (B, c2, F/s², T-4-2Σd)   one block per dilation (time d,
+                                                                  frequency `freq_dilations`)
     up    1x1 conv to s·c1, unfold s     (B, c1, F/s, ...)        -> back to 1/s, + enc skip
     merge conv (3, 1)                    (B, c1, F/s, T-2r)
     head  1x1 conv to s·S·C, unfold s    (B, S·C, F, T-2r)        -> full resolution
@@ -37,10 +38,11 @@ def _conv_bn(in_ch: int, out_ch: int, kernel: tuple[int, int], **kwargs) -> nn.S
 
 
 class _ResidualBlock(nn.Module):
-    def __init__(self, channels: int, dilation: int):
+    def __init__(self, channels: int, dilation: int, freq_dilation: int):
         super().__init__()
         self.dilation = dilation
-        self.conv = _conv_bn(channels, channels, (3, 3), padding=(1, 0), dilation=(1, dilation))
+        self.conv = _conv_bn(channels, channels, (3, 3), padding=(freq_dilation, 0),
+                             dilation=(freq_dilation, dilation))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x[..., self.dilation: -self.dilation] + self.conv(x)
@@ -86,7 +88,8 @@ class MaskNet(nn.Module):
         with_offsets = config.band_offsets
         self.enc_offset = nn.Parameter(torch.zeros(c1, self.padded_bins // s, 1)) if with_offsets else None
         self.down_offset = nn.Parameter(torch.zeros(c2, self.padded_bins // (s * s), 1)) if with_offsets else None
-        self.blocks = nn.Sequential(*(_ResidualBlock(c2, d) for d in config.dilations))
+        freq_dilations = config.freq_dilations or (1,) * len(config.dilations)
+        self.blocks = nn.Sequential(*(_ResidualBlock(c2, d, f) for d, f in zip(config.dilations, freq_dilations)))
         self.up = nn.Conv2d(c2, c1 * s, 1)
         self.merge = _conv_bn(c1, c1, (3, 1), padding=(1, 0))
         outputs = len(config.sources) * channels

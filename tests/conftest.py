@@ -19,11 +19,11 @@ RATE = 44100
 
 
 def make_model(seed: int = 0, widths=(4, 8, 8), lookahead_frames: int = -1, side_input: bool = False,
-               dilations=(1, 1, 2), band_offsets: bool = False) -> MaskNet:
+               dilations=(1, 1, 2), band_offsets: bool = False, freq_dilations=()) -> MaskNet:
     """A small randomly initialised network whose masks are far from uniform."""
     torch.manual_seed(seed)
     config = ModelConfig(widths=widths, lookahead_frames=lookahead_frames, side_input=side_input, dilations=dilations,
-                         band_offsets=band_offsets)
+                         band_offsets=band_offsets, freq_dilations=freq_dilations)
     model = MaskNet(config, STFTConfig().n_bins)
     with torch.no_grad():
         for parameter in model.parameters():

@@ -23,11 +23,11 @@ def test_output_shape():
     assert out.shape == (2, 4, 2, 1025, 40 - 2 * model.context)
 
 
-@pytest.mark.parametrize("band_offsets", [False, True])
-def test_one_pass_equals_frame_by_frame_sliding_window(band_offsets):
+@pytest.mark.parametrize("band_offsets, freq_dilations", [(False, ()), (True, ()), (False, (1, 2, 3))])
+def test_one_pass_equals_frame_by_frame_sliding_window(band_offsets, freq_dilations):
     """The article slides a window one frame at a time and keeps the centre frame's mask; the
     valid-in-time network computes all of those windows in one pass."""
-    model = make_model(seed=3, band_offsets=band_offsets)
+    model = make_model(seed=3, band_offsets=band_offsets, freq_dilations=freq_dilations)
     mag = torch.rand(1, 2, 1025, 30) * 3
     with torch.no_grad():
         one_pass = model(mag)
@@ -64,8 +64,11 @@ def test_side_input_sees_the_phase_between_channels():
 def test_incremental_network_equals_one_pass_for_any_split():
     from stems.incremental import IncrementalMaskNet
 
-    for lookahead, side, offsets in ((-1, False, False), (1, False, False), (1, True, False), (-1, False, True)):
-        model = make_model(seed=4, lookahead_frames=lookahead, side_input=side, band_offsets=offsets)
+    variants = ((-1, False, False, ()), (1, False, False, ()), (1, True, False, ()), (-1, False, True, ()),
+                (1, False, False, (2, 1, 3)))
+    for lookahead, side, offsets, freq_dilations in variants:
+        model = make_model(seed=4, lookahead_frames=lookahead, side_input=side, band_offsets=offsets,
+                           freq_dilations=freq_dilations)
         mag = torch.rand(1, model.in_channels, 1025, 40) * 2
         with torch.no_grad():
             whole = model(mag)
@@ -93,6 +96,25 @@ def test_band_offsets_tell_the_network_where_in_frequency_it_looks():
         assert moved != band_offsets
     assert {"enc_offset", "down_offset"} <= dict(make_model(band_offsets=True).named_parameters()).keys()
     assert "enc_offset" not in make_model().state_dict()  # checkpoints without offsets load as before
+
+
+def test_frequency_dilations_widen_the_reach_across_the_spectrum():
+    """A change to a few bins in mid-spectrum moves the logits over a span set by the frequency
+    receptive field; dilating the coarse blocks in frequency by (1, 2, 3) instead of 1 adds
+    (0 + 1 + 2) bands of s² = 16 bins on each side, and leaves the time window as it is."""
+    base = torch.rand(1, 2, 1025, 20) * 3
+    poked = base.clone()
+    poked[:, :, 500:502] += 5.0
+    spans = {}
+    for freq_dilations in ((), (1, 2, 3)):
+        model = make_model(seed=7, freq_dilations=freq_dilations)
+        with torch.no_grad():
+            changed = (model(poked) - model(base)).abs().amax(dim=(0, 1, 2, 4)) > 1e-6
+        bins = changed.nonzero().flatten()
+        spans[freq_dilations] = (bins.min().item(), bins.max().item())
+        assert model.window_frames == make_model().window_frames
+    (low, high), (wide_low, wide_high) = spans[()], spans[(1, 2, 3)]
+    assert (low - wide_low, wide_high - high) == (3 * 16, 3 * 16)
 
 
 def test_folding_batchnorm_keeps_the_outputs():
