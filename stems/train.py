@@ -31,7 +31,7 @@ from .model import MaskNet
 from .report import training_curves
 from .separator import Separator
 
-LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse", "sdr")
+LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse", "sdr", "sdr_present")
 
 
 def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torch.Tensor:
@@ -44,6 +44,9 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torc
     stem, in dB, as BSSEval scores a frame), averaged over examples and stems; a floor 30 dB below
     the mix keeps a silent stem's term finite. (museval scores MUSDB as images, where the SDR's
     target is the stem itself: no distortion filter is forgiven, unlike BSSEval's sources mode.)
+    `sdr_present` averages only the terms of stems present in the excerpt (above that floor), as
+    BSSEval skips frames whose reference is silent; what leaks into a silent stem is still paid
+    for, once, by the present stems that lose it (the masks sum to one).
     """
     masks = torch.softmax(logits, dim=1)
     stem_mags = stem_specs.abs()
@@ -54,12 +57,16 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torc
         return ((masks - binary_targets(stem_mags)) ** 2).mean()
     if kind == "ratio_mse":
         return ((masks - ratio_targets(stem_mags)) ** 2).mean()
-    if kind == "sdr":
+    if kind in ("sdr", "sdr_present"):
         mix_spec = stem_specs.sum(dim=1, keepdim=True)
         floor = 1e-3 * mix_spec.abs().square().sum(dim=(2, 3, 4)) + 1e-8  # (batch, 1)
         error = (masks * mix_spec - stem_specs).abs().square().sum(dim=(2, 3, 4))
-        energy = stem_mags.square().sum(dim=(2, 3, 4))
-        return (10 * torch.log10((error + floor) / (energy + floor))).mean()
+        energy = stem_mags.square().sum(dim=(2, 3, 4))  # (batch, sources)
+        terms = 10 * torch.log10((error + floor) / (energy + floor))
+        if kind == "sdr":
+            return terms.mean()
+        present = energy > floor
+        return (terms * present).sum() / present.sum().clamp_min(1)
     raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
 
 
