@@ -91,6 +91,9 @@ class TrainConfig:
     gain_range_db: float = 6.0
     # Speed change by resampling (pitch and tempo together) within 1 ± speed_range; 0 = off.
     speed_range: float = 0.0
+    # Songs are drawn with weight min(duration, song_weight_cap_s): 30 s lets a full song count for
+    # about four 7-s previews; a large cap draws in proportion to length, a tiny one per song.
+    song_weight_cap_s: float = 30.0
     validate_every: int = 500
     save_every: int = 250
     threads: int = 2
@@ -107,6 +110,8 @@ class TrainConfig:
     def __post_init__(self):
         if not 0.0 <= self.speed_range < 0.5:
             raise ConfigError(f"train.speed_range must be in [0, 0.5), got {self.speed_range}")
+        if self.song_weight_cap_s <= 0:
+            raise ConfigError(f"train.song_weight_cap_s must be above 0, got {self.song_weight_cap_s}")
         if self.workers < 0:
             raise ConfigError(f"train.workers must be 0 or more, got {self.workers}")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -122,12 +122,12 @@ class ExcerptSampler:
     at a random speed within 1 ± r (an excerpt of speed·N samples resampled to N: pitch and tempo
     change together, ±1.7 semitones for r = 0.1); the stems of one song share their speed, so
     they stay in time. Songs are drawn with weight min(duration, 30 s), so a long song counts for
-    more than a 7-second preview but does not drown the others.
+    more than a 7-second preview but does not drown the others (`weight_cap_s` sets the cap).
     """
 
     def __init__(self, songs: list[Song], excerpt_samples: int, seed: int,
                  remix_probability: float = 0.5, gain_range_db: float = 6.0, sample_rate: int = 44100,
-                 speed_range: float = 0.0):
+                 speed_range: float = 0.0, weight_cap_s: float = 30.0):
         if not 0.0 <= speed_range < 0.5:
             raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
         longest = int(np.ceil(excerpt_samples * (1 + speed_range)))
@@ -138,7 +138,7 @@ class ExcerptSampler:
         self.remix = remix_probability
         self.gain_range_db = gain_range_db
         self.speed_range = speed_range
-        weights = np.array([min(s.samples / sample_rate, 30.0) for s in self.songs])
+        weights = np.array([min(s.samples / sample_rate, weight_cap_s) for s in self.songs])
         self.weights = weights / weights.sum()
         self.remix_pools = [self._pool(weights, source) for source in range(len(SOURCES))]
         self.rng = np.random.default_rng(seed)

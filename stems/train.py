@@ -261,7 +261,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     model = MaskNet(config.model, config.stft.n_bins).to(device)
     excerpt = (cfg.excerpt_frames + 2 * model.context - 1) * config.stft.hop_length + config.stft.n_fft
     sampler = ExcerptSampler(train_songs, excerpt, cfg.seed + 1000 * rank, cfg.remix_probability, cfg.gain_range_db,
-                              config.stft.sample_rate, cfg.speed_range)
+                              config.stft.sample_rate, cfg.speed_range, cfg.song_weight_cap_s)
     # An epoch: as many excerpts as fit end to end in the training audio.
     epoch_examples = sum(s.samples for s in sampler.songs) / (cfg.excerpt_frames * config.stft.hop_length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -86,3 +86,10 @@ def test_a_stem_silent_in_every_song_stays_silent():
         song.stems[1] = 0.0  # no bass anywhere
     batch = ExcerptSampler(songs, 4096, seed=0, remix_probability=1.0).batch(8)
     assert np.abs(batch[:, 1]).max() == 0.0
+
+
+@pytest.mark.parametrize("cap, expected", [(30.0, [7 / 37, 30 / 37]), (1e6, [7 / 67, 60 / 67]), (1e-3, [0.5, 0.5])])
+def test_songs_are_drawn_by_length_up_to_the_cap(cap, expected):
+    songs = [sine_song("preview", 440.0, seconds=7.0), sine_song("song", 660.0, seconds=60.0)]
+    sampler = ExcerptSampler(songs, 4096, seed=0, weight_cap_s=cap)
+    np.testing.assert_allclose(sampler.weights, expected)
