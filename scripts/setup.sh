@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs what stems needs into ./.venv (idempotent): ffmpeg (apt-get, if missing), then the
-# package in editable mode with the extras named in $1 (e.g. "test").
+# Installs what stems needs into ./.venv (idempotent): ffmpeg (apt-get, if missing), chromium too
+# when $1 names "test", then the package in editable mode with the extras named in $1 (e.g. "test").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v ffmpeg >/dev/null 2>&1; then
     echo "installing ffmpeg (apt-get)" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+# the browser test (tests/test_audition_browser.py) drives the system's Chromium: nothing is downloaded
+if [[ "${1:-}" == *test* ]] && ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium (apt-get)" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
