@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import threading
@@ -22,12 +23,18 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
+from .config import STFTConfig
 from .errors import StemsError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".aac", ".aiff", ".aif", ".opus", ".wma", ".webm", ".mkv")
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 OUTPUT_FORMATS = ("wav", "flac", "mp3")
 FFMPEG_TIMEOUT_S = 3600
+# One STFT window: anything shorter has no frame of its own to mask, only padding.
+MIN_SECONDS = STFTConfig().n_fft / STFTConfig().sample_rate
+# How far a lossy stream may fall short of its declared length before it counts as truncated: encoder
+# delay and padding, and lengths estimated from the bit rate (an mp3 without a Xing header).
+LOSSY_SHORTFALL_S, LOSSY_SHORTFALL = 0.5, 0.02
 
 
 def ffmpeg_binary() -> str:
@@ -84,6 +91,92 @@ def _check_info(path: Path, sample_rate: int, channels: int, frames: int) -> Non
         raise StemsError(f"{path}: empty audio (no samples)")
     if channels not in (1, 2):
         raise StemsError(f"{path}: {channels} channels are not supported (mono or stereo only)")
+    if frames < MIN_SECONDS * sample_rate:
+        raise StemsError(f"{path}: too short to separate ({1000 * frames / sample_rate:.0f} ms; "
+                         f"at least {1000 * MIN_SECONDS:.0f} ms)")
+
+
+def _check_length(path: Path, declared_s: float, held_s: float, exact: bool) -> None:
+    """Refuse a file whose audio ends before its header says. `exact`: the header counts samples
+    (PCM, FLAC), so a shortfall over 1 ms (not a partial last frame) is a cut; otherwise the
+    lossy tolerance applies."""
+    allowed = 0.001 if exact else max(LOSSY_SHORTFALL_S, LOSSY_SHORTFALL * declared_s)
+    if declared_s - held_s > allowed:
+        digits = 1 if round(declared_s, 1) != round(held_s, 1) else 3
+        raise StemsError(f"{path}: truncated: the header declares {declared_s:.{digits}f} s, "
+                         f"the file holds {held_s:.{digits}f} s")
+
+
+def container_data_seconds(path: Path) -> tuple[float, float] | None:
+    """(seconds the data chunk declares, seconds of it the file holds) of a WAV, RF64, BW64, AIFF or
+    AIFC file, from its chunk headers; None for other files, unreadable headers and the sizes a
+    recorder writes before it knows the length (0 or 0xFFFFFFFF: read to the end of the file).
+
+    libsndfile reports only the frames present in a cut file, so the header is read here."""
+    unknown = (0, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(12)
+            if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
+                order = "<"
+            elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                order = ">"
+            else:
+                return None
+            wide_size = bytes_per_second = seconds = None
+            while len(chunk := file.read(8)) == 8:
+                name, chunk_size = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+                start = file.tell()
+                if name == b"ds64":  # RF64's 64-bit sizes: riff, data, sample count
+                    wide_size = struct.unpack("<QQ", file.read(16))[1]
+                elif name == b"fmt ":  # format, channels, sample rate, bytes per second
+                    bytes_per_second = struct.unpack("<HHII", file.read(12))[3]
+                elif name == b"COMM":  # channels, frames, bits, 80-bit float sample rate
+                    _, frames, _, exponent, mantissa = struct.unpack(">hIhHQ", file.read(18))
+                    seconds = frames / (mantissa * 2.0 ** ((exponent & 0x7FFF) - 16383 - 63))
+                elif name in (b"data", b"SSND"):
+                    if name == b"data" and chunk_size == 0xFFFFFFFF and wide_size is not None:
+                        chunk_size = wide_size
+                    if chunk_size in unknown:
+                        return None
+                    if name == b"SSND":  # data offset and block size come first
+                        offset = struct.unpack(">I", file.read(4))[0]
+                        chunk_size, start = chunk_size - 8 - offset, start + 8 + offset
+                        bytes_per_second = chunk_size / seconds
+                    held = min(chunk_size, max(size - start, 0))
+                    return chunk_size / bytes_per_second, held / bytes_per_second
+                file.seek(start + chunk_size + (chunk_size & 1))  # chunks are padded to even sizes
+    except (OSError, struct.error, ArithmeticError, TypeError):  # TypeError: a data chunk before its format
+        return None
+    return None  # no data chunk: libsndfile's error says what is wrong
+
+
+def _frames_held(path: Path, frames: int) -> int:
+    """How many of the `frames` a FLAC, Ogg or MP3 header declares can be read: all when the last
+    one reads (one seek), else the readable prefix found by bisection."""
+    probe = sf.SoundFile(str(path))
+
+    def reads(frame: int) -> bool:
+        nonlocal probe
+        try:
+            probe.seek(frame)
+            return probe.read(1).shape[0] == 1
+        except (sf.LibsndfileError, RuntimeError):
+            probe.close()  # a failed FLAC seek leaves the handle unusable
+            probe = sf.SoundFile(str(path))
+            return False
+
+    try:
+        if reads(frames - 1):
+            return frames
+        low, high = -1, frames - 1  # frame `low` reads (or is before the start), frame `high` does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if reads(middle) else (low, middle)
+        return low + 1
+    finally:
+        probe.close()
 
 
 @contextlib.contextmanager
@@ -93,6 +186,10 @@ def open_audio(path: Path, sample_rate: int) -> Iterator[tuple[sf.SoundFile, Aud
     Files soundfile reads at the right rate are read in place; anything else (containers such as
     m4a/mp4/.stem.mp4, whose first audio stream is the mix, or other sample rates) is decoded by
     ffmpeg, resampling with soxr, into a temporary float wav, so memory stays bounded.
+
+    Every reader comes through here, so every one refuses (StemsError) a file whose audio ends before
+    its header says (`truncated: the header declares 20.0 s, the file holds 10.0 s`) and one shorter
+    than MIN_SECONDS (`too short to separate`).
     """
     path = Path(path)
     if path.is_dir():
@@ -101,18 +198,32 @@ def open_audio(path: Path, sample_rate: int) -> Iterator[tuple[sf.SoundFile, Aud
         raise StemsError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise StemsError(f"{path}: empty file")
+    container = container_data_seconds(path)
+    if container is not None:
+        _check_length(path, *container, exact=True)
     native = None
     if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
         try:
             native = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError):
             native = None
-    if native is not None and native.samplerate == sample_rate:
+    if native is not None and native.frames == 0:
+        native = None  # perhaps a wav whose data size is still the placeholder 0: ffmpeg reads it to its end
+    frames = native.frames if native is not None else 0
+    if native is not None and container is None:  # a WAV or AIFF was checked from its header above
+        frames = _frames_held(path, native.frames)
+        _check_length(path, native.duration, frames / native.samplerate, exact=native.format == "FLAC")
+    # A length estimated from the bit rate (an mp3 without a Xing header) that reads short, within
+    # the tolerance, is decoded by ffmpeg too: its output holds exactly what decodes.
+    if native is not None and native.samplerate == sample_rate and frames == native.frames:
         _check_info(path, native.samplerate, native.channels, native.frames)
         with sf.SoundFile(str(path)) as handle:
             yield handle, AudioInfo(path, sample_rate, native.channels, native.frames, native.samplerate)
         return
-    original_rate = native.samplerate if native is not None else _probe_rate(path)
+    if native is not None:
+        original_rate, declared_s = native.samplerate, None  # its length was checked above
+    else:
+        original_rate, declared_s = _probe_stream(path)
     with tempfile.TemporaryDirectory(prefix="stems-decode-") as tmp:
         decoded = Path(tmp) / "decoded.wav"
         run_ffmpeg(
@@ -125,6 +236,8 @@ def open_audio(path: Path, sample_rate: int) -> Iterator[tuple[sf.SoundFile, Aud
         except (sf.LibsndfileError, RuntimeError):
             raise StemsError(f"{path}: cannot decode audio") from None
         with handle:
+            if declared_s is not None:
+                _check_length(path, declared_s, handle.frames / handle.samplerate, exact=False)
             _check_info(path, handle.samplerate, handle.channels, handle.frames)
             yield handle, AudioInfo(path, sample_rate, handle.channels, handle.frames, original_rate)
 
@@ -142,18 +255,18 @@ def run_ffprobe(args: list[str], path: Path) -> subprocess.CompletedProcess | No
         return None
 
 
-def _probe_rate(path: Path) -> int:
-    """Sample rate of the first audio stream, via ffprobe (0 when unknown)."""
-    done = run_ffprobe(["-select_streams", "a:0", "-show_entries", "stream=sample_rate", "-of", "csv=p=0"], path)
+def _probe_stream(path: Path) -> tuple[int, float | None]:
+    """(sample rate, declared duration in seconds) of the first audio stream, via ffprobe
+    (0 and None when unknown)."""
+    done = run_ffprobe(["-select_streams", "a:0", "-show_entries", "stream=sample_rate,duration", "-of", "csv=p=0"], path)
     if done is None:
-        return 0
+        return 0, None
     text = done.stdout.strip()
     if done.returncode != 0 or not text:
         raise StemsError(f"{path}: not an audio file, or it has no audio stream")
-    try:
-        return int(text.splitlines()[0])
-    except ValueError:
-        return 0
+    fields = text.splitlines()[0].split(",") + [""]
+    rate, duration = (field.strip() for field in fields[:2])
+    return int(rate) if rate.isdigit() else 0, float(duration) if duration.replace(".", "", 1).isdigit() else None
 
 
 def read_block(handle: sf.SoundFile, start: int, stop: int, source: Path | str | None = None) -> np.ndarray:
@@ -333,3 +446,12 @@ class StemFiles:
     def abort(self) -> None:
         for writer in self.writers.values():
             writer.abort()
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """(channels, samples) float32 at `from_rate` -> (channels, samples * to_rate / from_rate) at
+    `to_rate`, with soxr's high-quality filter (what ffmpeg's soxr resampler uses for files)."""
+    import soxr
+
+    out = soxr.resample(np.ascontiguousarray(audio.T), from_rate, to_rate, quality="HQ")
+    return np.ascontiguousarray(out.reshape(out.shape[0], -1).T, dtype=np.float32)

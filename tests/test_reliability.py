@@ -129,8 +129,8 @@ def test_extreme_sample_rates_are_resampled(tmp_path, tiny_checkpoint, rate):
     assert {sf.info(p).samplerate for p in files_under(tmp_path / "out")} == {RATE}
 
 
-def test_one_sample_silence_and_dc(tmp_path, separator):
-    cases = {"one": np.full((2, 1), 0.5, np.float32), "silence": np.zeros((2, RATE), np.float32),
+def test_shortest_input_silence_and_dc(tmp_path, separator):  # shorter is refused: tests/test_truncated.py
+    cases = {"shortest": np.full((2, 2048), 0.5, np.float32), "silence": np.zeros((2, RATE), np.float32),
              "dc": np.full((2, RATE), 0.3, np.float32) + 0.01 * synth(1.0)}
     for name, audio in cases.items():
         path = _write(tmp_path / f"{name}.wav", audio, subtype="FLOAT")
