@@ -1,16 +1,22 @@
 """Speed and memory of `stems separate`: file in -> four wav files out, model load included.
 
 Prints x real time and peak RSS for a 3-minute stereo 44.1 kHz song (a real CC0 song from
-../shared/data when present, else synthetic), peak RSS for a 60-minute file, and where the time
-goes per stage.
+../shared/data when present, else synthetic), separated by `stems separate` processes that
+alternate between the runtimes given (these CPUs vary about 2x between days, so only runs of one
+sitting compare: their ratio is printed); where the time goes per stage, beside the no-network
+floor (read + STFT + iSTFT + write); Open-Unmix's umxhq network alone on the same song, when the
+`openunmix` package is installed (`pip install --no-deps openunmix`: its weights are not needed
+for timing, so it runs with random ones); and peak RSS for a 60-minute file.
 
-Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default] [--shifts 1]
-(the per-stage times are for one pass: --shifts N repeats every stage but reading and writing N times)
+Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default]
+     [--runtimes onnx,torch] [--rounds 3] [--shifts 1] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
-from stems import Separator, spectral
+from stems import spectral
+from stems.config import STFTConfig
+from stems.engine import load_engine
 from stems.masks import inference_masks
-from stems.reconstruct import reconstruct
-from stems.separator import output_groups
+from stems.reconstruct import output_groups, reconstruct
 
 RATE = 44100
 CC0 = Path(__file__).resolve().parents[1].parent / "shared/data/eir-cc0/train/Lithium"
@@ -50,11 +56,14 @@ _CHILD = ("import atexit, sys\n"
           "main()\n")
 
 
-def run_cli(path: Path, out: Path, checkpoint: str, shifts: int = 1) -> tuple[float, float]:
+def run_cli(path: Path, out: Path, args: argparse.Namespace, runtime: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `stems separate` process."""
+    command = [sys.executable, "-c", _CHILD, "separate", str(path), "-o", str(out), "--checkpoint", args.checkpoint,
+               "--runtime", runtime, "--shifts", str(args.shifts), "--overwrite"]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _CHILD, "separate", str(path), "-o", str(out), "--checkpoint",
-                           checkpoint, "--shifts", str(shifts), "--overwrite"], capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"stems separate failed: {done.stderr[-500:]}")
@@ -62,31 +71,83 @@ def run_cli(path: Path, out: Path, checkpoint: str, shifts: int = 1) -> tuple[fl
     return seconds, peak_kb / 1024
 
 
-def stages(audio: np.ndarray, checkpoint: str) -> dict[str, float]:
-    """Seconds per stage for the whole song in one process (chunked as the separator does)."""
-    separator = Separator.from_checkpoint(checkpoint)
-    stft, model = separator.stft, separator.model
-    x = torch.from_numpy(audio)
-    times = dict.fromkeys(("stft", "network", "masks", "reconstruct (mask x STFT + iSTFT)"), 0.0)
-    total = spectral.n_frames(x.shape[-1], stft)
-    groups = output_groups(separator.sources)
-    with torch.inference_mode():
+def startup_seconds(checkpoint: str, runtime: str) -> float:
+    """Interpreter start, the CLI's imports and the model load, in a fresh process."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import stems.cli; from stems.engine import load_engine; "
+                    f"load_engine({checkpoint!r}, {runtime!r})"], check=True)
+    return time.perf_counter() - started
+
+
+def stages(path: Path, out: Path, checkpoint: str, runtime: str, threads: int | None) -> dict[str, float]:
+    """Seconds per stage for the whole song in one process, chunked as the separator does."""
+    engine = load_engine(checkpoint, runtime, threads)
+    stft = engine.stft
+    times = {}
+    t = time.perf_counter()
+    audio = sf.read(path, dtype="float32", always_2d=True)[0].T
+    times["read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    spec = spectral.stft(audio, stft)
+    times["STFT"] = time.perf_counter() - t
+    total = spec.shape[-1]
+    mag = np.pad(np.abs(spec), ((0, 0), (0, 0), (engine.past, engine.lookahead)))
+    groups = output_groups(engine.sources)
+    times.update(dict.fromkeys(("network", "masks", "reconstruct (mask x STFT + iSTFT)"), 0.0))
+    pieces = {name: [] for name in groups}
+    window = engine.past + engine.lookahead
+    for a in range(0, total, 256):
+        b = min(a + 256, total)
         t = time.perf_counter()
-        spec = spectral.stft(x, stft)
-        times["stft"] += time.perf_counter() - t
-        mag = model.pad(model.input_magnitudes(spec))
-        for a in range(0, total, separator.chunk_frames):
-            b = min(a + separator.chunk_frames, total)
-            t = time.perf_counter()
-            logits = model(mag[None, ..., a: b + model.window_frames - 1])[0]
-            times["network"] += time.perf_counter() - t
-            t = time.perf_counter()
-            masks = inference_masks(logits, "soft")
-            times["masks"] += time.perf_counter() - t
-            t = time.perf_counter()
-            reconstruct(spec[..., a:b], masks, groups, a, total, stft)
-            times["reconstruct (mask x STFT + iSTFT)"] += time.perf_counter() - t
+        logits = engine.logits(mag[..., a: b + window])
+        times["network"] += time.perf_counter() - t
+        t = time.perf_counter()
+        masks = inference_masks(logits, "soft")
+        times["masks"] += time.perf_counter() - t
+        t = time.perf_counter()
+        waves, _ = reconstruct(spec[..., a:b], masks, groups, a, total, stft)
+        times["reconstruct (mask x STFT + iSTFT)"] += time.perf_counter() - t
+        for name, wave in waves.items():
+            pieces[name].append(wave)
+    t = time.perf_counter()
+    for name in groups:
+        sf.write(out / f"{name}.wav", np.concatenate(pieces[name], axis=-1)[:, : audio.shape[-1]].T, RATE, "PCM_16")
+    times["write"] = time.perf_counter() - t
+    times["start-up (interpreter, imports, model load)"] = startup_seconds(checkpoint, runtime)
     return times
+
+
+def floor_seconds(path: Path, out: Path) -> float:
+    """Read + STFT + iSTFT of four stems + write, no network: what no model can go below."""
+    started = time.perf_counter()
+    audio = sf.read(path, dtype="float32", always_2d=True)[0].T
+    spec = spectral.stft(audio, STFTConfig())
+    for name in ("drums", "bass", "other", "vocals"):
+        sf.write(out / f"{name}.wav", spectral.istft(spec * 0.25, audio.shape[-1], STFTConfig()).T, RATE,
+                 "PCM_16")
+    return time.perf_counter() - started
+
+
+def open_unmix_seconds(audio: np.ndarray, threads: int) -> float | None:
+    """umxhq's network alone (4 targets, no Wiener filter) on the song's spectrogram, or None
+    without the openunmix package. Random weights: the time does not depend on them."""
+    import types
+
+    sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # its package imports it; the model does not use it
+    try:
+        import torch
+        from openunmix.model import OpenUnmix
+    except ImportError:
+        return None
+    torch.set_num_threads(threads)
+    frames = audio.shape[-1] // 1024 + 1
+    spec = torch.rand(1, 2, 2049, frames)  # umxhq: n_fft 4096, hop 1024
+    network = OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size=512, max_bin=1487).eval()
+    with torch.inference_mode():
+        started = time.perf_counter()
+        for _ in range(4):  # one network per target
+            network(spec)
+        return time.perf_counter() - started
 
 
 def main() -> None:
@@ -94,22 +155,51 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--runtimes", default="onnx", help="comma-separated: onnx, torch (alternated)")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shifts", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    print(f"command: {' '.join(['python', *sys.argv])}  (torch threads: {torch.get_num_threads()})")
+    runtimes = args.runtimes.split(",")
+    print(f"command: {' '.join(['python', *sys.argv])}  ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="stems-bench-") as tmp:
         tmp = Path(tmp)
         audio, what = song(args.minutes * 60)
+        duration = audio.shape[1] / RATE
         path = tmp / "song.wav"
         sf.write(path, audio.T, RATE, subtype="PCM_16")
-        run_cli(path, tmp / "warm", args.checkpoint, args.shifts)  # page cache, first-import costs
-        seconds, peak = run_cli(path, tmp / "out", args.checkpoint, args.shifts)
-        duration = audio.shape[1] / RATE
-        print(f"{args.minutes:g}-minute stereo song ({what}), file -> 4 wav files, model load included: "
-              f"{seconds:.2f} s = {duration / seconds:.1f}x real time, peak RSS {peak:.0f} MB")
-        for name, value in stages(audio, args.checkpoint).items():
-            print(f"  {name:36s} {value:6.2f} s  ({value / duration * 60:.2f} s per minute of audio)")
+        for runtime in runtimes:
+            run_cli(path, tmp / "warm", args, runtime)  # page cache, first-import costs
+        runs = {runtime: [] for runtime in runtimes}
+        for _ in range(args.rounds):
+            for runtime in runtimes:
+                runs[runtime].append(run_cli(path, tmp / "out", args, runtime))
+        print(f"{args.minutes:g}-minute stereo song ({what}), file -> 4 wav files, model load included, "
+              f"{args.rounds} alternating rounds:")
+        for runtime, results in runs.items():
+            seconds = [s for s, _ in results]
+            print(f"  {runtime:5s} median {statistics.median(seconds):.2f} s = {duration / statistics.median(seconds):.1f}x "
+                  f"real time (runs {', '.join(f'{s:.2f}' for s in seconds)} s), peak RSS {max(p for _, p in results):.0f} MB")
+        if len(runtimes) > 1:
+            first, *others = runtimes
+            for other in others:
+                ratios = [o[0] / f[0] for f, o in zip(runs[first], runs[other])]
+                print(f"  {other} / {first} time per round: {', '.join(f'{r:.2f}' for r in ratios)} "
+                      f"(median {statistics.median(ratios):.2f}x)")
+        (tmp / "stages").mkdir()
+        times = stages(path, tmp / "stages", args.checkpoint, runtimes[0], args.threads)
+        print(f"where the time goes ({runtimes[0]}, one process, one pass):")
+        for name, value in times.items():
+            print(f"  {name:44s} {value:6.2f} s")
+        print(f"  {'no-network floor (read + STFT + iSTFT + write)':44s} {floor_seconds(path, tmp / 'stages'):6.2f} s")
+        umx = open_unmix_seconds(audio, args.threads or os.cpu_count())
+        if umx is None:
+            print("Open-Unmix: not installed (pip install --no-deps openunmix)")
+        else:
+            ours = times["network"]
+            print(f"Open-Unmix umxhq network alone, 4 targets: {umx:.2f} s = {umx / ours:.1f}x our network's "
+                  f"{ours:.2f} s; {umx / statistics.median(s for s, _ in runs[runtimes[0]]):.1f}x our whole "
+                  f"file -> files run")
         if args.long_minutes > 0:
             reps = int(np.ceil(args.long_minutes / args.minutes))
             long_path = tmp / "long.wav"
@@ -117,10 +207,10 @@ def main() -> None:
                 for _ in range(reps):
                     handle.write(audio.T)
             del audio
-            (tmp / "out").exists() and subprocess.run(["rm", "-rf", str(tmp / "out")], check=True)
-            seconds, peak = run_cli(long_path, tmp / "long-out", args.checkpoint, args.shifts)
+            seconds, peak = run_cli(long_path, tmp / "long-out", args, runtimes[0])
             minutes = reps * args.minutes
-            print(f"{minutes:g}-minute file: {seconds:.1f} s = {minutes * 60 / seconds:.1f}x real time, peak RSS {peak:.0f} MB")
+            print(f"{minutes:g}-minute file ({runtimes[0]}): {seconds:.1f} s = {minutes * 60 / seconds:.1f}x real time, "
+                  f"peak RSS {peak:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ and paced at real time. Prints p50/p99 block processing time as a fraction of th
 the algorithmic latency, the measured end-to-end latency (a sample's arrival to its stems' output)
 and dropouts.
 
-Run: .venv/bin/python scripts/bench_stream.py [--checkpoint default] [--seconds 180] [--block-ms 20]
+Run: .venv/bin/python scripts/bench_stream.py [--checkpoint lowlatency] [--seconds 180] [--block-ms 20]
+     [--runtime onnx] [--threads 1]
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 from stems import Separator
-from stems.separator import output_groups
+from stems.reconstruct import output_groups
 from stems.stream import StreamPipeline, latency_samples
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -58,20 +58,19 @@ def run(separator: Separator, audio: np.ndarray, block: int, paced: bool) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--checkpoint", default="lowlatency")
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--block-ms", type=float, default=20.0)
+    parser.add_argument("--runtime", default="onnx")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    # One thread: per-block work is many tiny ops, which OpenMP's fork/join makes 8x slower on 2
-    # threads (measured: 10 s of audio in 2.8 s on 1 thread, 21.7 s on 2 while the other core was busy).
-    torch.set_num_threads(1)
-    separator = Separator.from_checkpoint(args.checkpoint)
+    separator = Separator.from_checkpoint(args.checkpoint, args.runtime, args.threads)
     audio, what = song(args.seconds)
     block = int(round(args.block_ms * separator.sample_rate / 1000))
-    algorithmic = 1000 * (latency_samples(separator.model, separator.stft) + block) / separator.sample_rate
+    algorithmic = 1000 * (latency_samples(separator.engine, separator.stft) + block) / separator.sample_rate
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"checkpoint {args.checkpoint}: {args.seconds:g} s of {what}, blocks of {args.block_ms:g} ms; "
-          f"algorithmic latency {algorithmic:.0f} ms (look-ahead {separator.model.lookahead} frames + STFT window + block)")
+    print(f"checkpoint {args.checkpoint} ({args.runtime}, {args.threads} threads): {args.seconds:g} s of {what}, blocks of {args.block_ms:g} ms; "
+          f"algorithmic latency {algorithmic:.0f} ms (look-ahead {separator.engine.lookahead} frames + STFT window + block)")
     for paced in (False, True):
         r = run(separator, audio, block, paced)
         label = "paced at real time" if paced else "as fast as possible"

@@ -1,8 +1,10 @@
 """Ship a trained checkpoint: add its measured validation table to the card, pick the default
-mask by that table, write checkpoints/<name>-<sha8>.pt and register it in checkpoints/registry.json.
+mask by that table, write checkpoints/<name>-<sha8>.pt and its ONNX export <name>-<sha8>.onnx
+(what inference runs), and register both, with their sha256, in checkpoints/registry.json.
 
 Run: python scripts/export_checkpoint.py runs/default-v1/best-<sha8>.pt --evaluation valid.json --name default
      (valid.json from: stems evaluate --checkpoint runs/default-v1/best-<sha8>.pt --json valid.json ...)
+     python scripts/export_checkpoint.py --onnx-only default   (export a registered checkpoint's ONNX again)
 """
 
 from __future__ import annotations
@@ -11,22 +13,35 @@ import argparse
 import json
 from pathlib import Path
 
-from stems.checkpoint import CHECKPOINT_DIR, REGISTRY, load_checkpoint, registry, save_checkpoint
+from stems.checkpoint import load_checkpoint, save_checkpoint
+from stems.export import export_onnx, register
+from stems.registry import CHECKPOINT_DIR
+
+DERIVED = ("path", "sha256", "weights_sha256", "format", "model", "stft", "model_config", "model_configs",
+           "parameters", "context_frames")  # keys save_checkpoint and load_checkpoint write themselves
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--evaluation", type=Path, required=True, help="JSON written by `stems evaluate --json`")
+    parser.add_argument("checkpoint", help="A run's checkpoint file, or with --onnx-only a registry name")
+    parser.add_argument("--evaluation", type=Path, help="JSON written by `stems evaluate --json`")
     parser.add_argument("--name", default="default")
     parser.add_argument("--command", default="", help="The evaluate command that produced the JSON (kept in the card).")
+    parser.add_argument("--onnx-only", action="store_true", help="Only export and register the ONNX model again.")
     args = parser.parse_args()
     model, stft, card = load_checkpoint(args.checkpoint)
-    summary = json.loads(args.evaluation.read_text())["summary"]
+    if args.onnx_only:
+        path = export_onnx(model, stft, card, CHECKPOINT_DIR, args.checkpoint)
+        register(args.checkpoint, {"onnx": path})
+        print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
+        return
+    if args.evaluation is None:
+        parser.error("--evaluation is required to ship a checkpoint")
+    evaluation = json.loads(args.evaluation.read_text())
+    summary = evaluation["summary"]
     ours = {k: v for k, v in summary.items() if k.startswith("stems ")}
     best_system = max(ours, key=lambda k: ours[k]["mean"])
-    card.pop("sha256"), card.pop("path"), card.pop("weights_sha256")
-    for key in ("format", "model", "stft", "model_config", "model_configs", "parameters", "context_frames"):
+    for key in DERIVED:
         card.pop(key, None)
     card["default_mask"] = best_system.rsplit(" ", 1)[-1]
     card["metrics"] = {
@@ -35,14 +50,14 @@ def main() -> None:
         "command": args.command,
         "during_training": card.get("metrics", {}),
     }
-    path = save_checkpoint(model, stft, card, CHECKPOINT_DIR, args.name)
-    models = registry()
-    old = models.get(args.name)
-    if old and old != path.name:
-        (CHECKPOINT_DIR / old).unlink(missing_ok=True)
-    models[args.name] = path.name
-    (CHECKPOINT_DIR / REGISTRY).write_text(json.dumps(models, indent=2, sort_keys=True) + "\n")
-    print(f"{path} ({path.stat().st_size / 1e6:.2f} MB), default mask {card['default_mask']}")
+    if "two_stems" in evaluation:
+        two = evaluation["two_stems"]
+        card["metrics"]["musdb_valid_two_stems_sdr"] = {"stem": two["stem"], "summary": two["summary"]}
+    pt = save_checkpoint(model, stft, card, CHECKPOINT_DIR, args.name)
+    model, stft, card = load_checkpoint(pt)
+    onnx = export_onnx(model, stft, card, CHECKPOINT_DIR, args.name)
+    register(args.name, {"torch": pt, "onnx": onnx})
+    print(f"{pt} ({pt.stat().st_size / 1e6:.2f} MB), {onnx.name}, default mask {card['default_mask']}")
 
 
 if __name__ == "__main__":

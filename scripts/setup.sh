@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what stems needs into ./.venv (idempotent): ffmpeg (apt-get, if missing), chromium too
-# when $1 names "test", then the package in editable mode with the extras named in $1 (e.g. "test").
+# Installs everything stems does into ./.venv (idempotent): ffmpeg (apt-get, if missing), chromium
+# too when $1 names "test", then the package in editable mode with the training extras (torch,
+# evaluation, plots) and those named in $1 (e.g. "test"). An inference-only install is
+# `pip install .` (see the README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v ffmpeg >/dev/null 2>&1; then
@@ -16,9 +18,9 @@ if [[ "${1:-}" == *test* ]] && ! command -v chromium >/dev/null 2>&1; then
 fi
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-extras="${1:-}"
-target="."; [ -n "$extras" ] && target=".[${extras}]"
-stamp=".venv/.stems-installed-${extras:-base}"
+extras="train${1:+,$1}"
+target=".[${extras}]"
+stamp=".venv/.stems-installed-${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q -e "$target"

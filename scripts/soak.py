@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from stems import Separator
-from stems.separator import output_groups
+from stems.reconstruct import output_groups
 from stems.stream import StreamPipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -69,8 +68,7 @@ def soak_offline(checkpoint: str, long_minutes: float, files: int) -> None:
 
 
 def soak_stream(checkpoint: str, minutes: float, block_ms: float) -> None:
-    torch.set_num_threads(1)  # as `stems stream` does
-    separator = Separator.from_checkpoint(checkpoint)
+    separator = Separator.from_checkpoint(checkpoint, threads=1)  # as `stems stream` does
     audio, what = song(180.0)
     block = int(round(block_ms * RATE / 1000))
     total = int(minutes * 60 * RATE)

@@ -11,7 +11,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from stems import Separator, spectral
 from stems.evaluate import reference_tracks, score_track
@@ -32,7 +31,7 @@ def main() -> None:
     names, rate = separator.sources, separator.sample_rate
 
     def magnitudes(waves: np.ndarray) -> np.ndarray:  # (..., channels, samples) -> (..., bins, frames), left channel
-        return spectral.stft(torch.from_numpy(np.ascontiguousarray(waves[..., 0, :])), separator.stft).abs().numpy()
+        return np.abs(spectral.stft(np.ascontiguousarray(waves[..., 0, :]), separator.stft))
 
     unknown = [name for name in args.track if name not in tracks]
     if unknown:  # before any figure is written

@@ -11,11 +11,10 @@ import time
 
 import torch
 
-from stems import spectral
 from stems.config import load_config
 from stems.data import ExcerptSampler
 from stems.model import MaskNet
-from stems.train import load_training_songs, mask_loss
+from stems.train import load_training_songs, mask_loss, stft_tensor
 
 
 def main() -> None:
@@ -33,10 +32,9 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
 
     def step() -> None:
-        stems = torch.from_numpy(sampler.batch(cfg.batch_size))
-        specs = spectral.stft_frames(stems, config.stft)
+        specs = stft_tensor(sampler.batch(cfg.batch_size), config)
         inner = slice(model.past, specs.shape[-1] - model.lookahead)
-        loss = mask_loss(model(model.input_magnitudes(specs.sum(dim=1))), specs[..., inner], cfg.loss)
+        loss = mask_loss(model(specs.sum(dim=1).abs()), specs[..., inner], cfg.loss)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

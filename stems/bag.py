@@ -2,10 +2,10 @@
 
 Demucs ships bags of models and averages their waveforms; here the members share one STFT and
 the reconstruction is linear in the mask, so averaging the members' soft masks is the same as
-averaging their stems, at the cost of one STFT and one iSTFT. A bag exposes MaskNet's interface
-(`forward`, `pad`, `input_magnitudes`, `past`, `lookahead`, `window_frames`) so the separator,
-streaming and evaluation take either. Its "logits" are the log of the mean of the members' softmax masks:
-softmax gives back the mean mask, argmax the source the bag finds most probable.
+averaging their stems, at the cost of one STFT and one iSTFT. A bag has MaskNet's interface
+(`forward` with or without `TimeCaches`, `past`, `lookahead`, `window_frames`, `state_shapes`).
+Its "logits" are the log of the mean of the members' softmax masks: softmax gives back the mean
+mask, argmax the source the bag finds most probable.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import MaskNet
+from .model import MaskNet, TimeCaches
 
 
 class MaskBag(nn.Module):
     """Args:
         members: MaskNets with the same sources, channels and bins; they may differ in widths,
-            strides, inputs (`side_input`) and window. The bag's window reaches as far back as
-            the member reaching furthest back (`past`) and as far ahead as the one reaching
-            furthest ahead (`lookahead`); each member reads the part of it that is its own window.
+            strides and window. The bag's window reaches as far back as the member reaching
+            furthest back (`past`) and as far ahead as the one reaching furthest ahead
+            (`lookahead`); each member's outputs are aligned to the bag's.
     """
 
     def __init__(self, members: list[MaskNet]):
@@ -38,26 +38,14 @@ class MaskBag(nn.Module):
         self.n_bins = first.n_bins
         self.past = max(m.past for m in members)
         self.lookahead = max(m.lookahead for m in members)
-        self.widest = max(members, key=lambda m: m.in_channels)
-        self.in_channels = self.widest.in_channels
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.config.sources
 
     @property
     def window_frames(self) -> int:
         return self.past + self.lookahead + 1
-
-    def pad(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        """Zero frames before and after (..., frames) magnitudes, so `forward` returns one
-        output per input frame."""
-        return nn.functional.pad(mix_mag, (self.past, self.lookahead))
-
-    def input_magnitudes(self, mix_spec: torch.Tensor) -> torch.Tensor:
-        """The widest member's input; a member without the side channel reads the first channels."""
-        return self.widest.input_magnitudes(mix_spec)
-
-    def member_frames(self, member: MaskNet, frames: int) -> slice:
-        """The input frames of the bag's `frames` that `member` reads: its outputs then line up
-        with the bag's (output j is the mask of input frame j + past)."""
-        return slice(self.past - member.past, frames - (self.lookahead - member.lookahead))
 
     @torch.no_grad()
     def fold_batchnorm(self) -> "MaskBag":
@@ -65,11 +53,26 @@ class MaskBag(nn.Module):
             member.fold_batchnorm()
         return self
 
-    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        """(batch, in_channels, bins, frames) -> (batch, sources, channels, bins, frames - past -
-        lookahead) log of the members' mean mask."""
-        frames = mix_mag.shape[-1]
-        return mean_log_mask([m(mix_mag[:, : m.in_channels, :, self.member_frames(m, frames)]) for m in self.members])
+    def forward(self, mix_mag: torch.Tensor, caches: TimeCaches | None = None) -> torch.Tensor:
+        """(batch, channels, bins, frames) -> (batch, sources, channels, bins, frames - past -
+        lookahead) log of the members' mean mask (streaming: one output per new frame).
+
+        A member reaching less far back drops its first outputs (offline they are frames before
+        the bag's first), one reaching less far ahead is delayed by the difference (its outputs
+        come sooner): both through a cache of its logits, so streaming aligns them too."""
+        caches = caches or TimeCaches()
+        aligned = []
+        for member in self.members:
+            early, late = self.past - member.past, self.lookahead - member.lookahead
+            logits = caches.extend(member(mix_mag, caches), early + late)
+            aligned.append(logits[..., early: logits.shape[-1] - late])
+        return mean_log_mask(aligned)
+
+    def state_shapes(self, batch: int = 1) -> list[tuple[int, ...]]:
+        caches = TimeCaches()
+        with torch.no_grad():
+            self.forward(torch.ones(batch, self.config.audio_channels, self.n_bins, self.window_frames), caches)
+        return caches.shapes
 
 
 def mean_log_mask(member_logits: list[torch.Tensor]) -> torch.Tensor:

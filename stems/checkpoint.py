@@ -2,9 +2,12 @@
 
 The file holds {"format", "card" (a JSON string), "state_dict"} and is read with
 `torch.load(weights_only=True)` and `load_state_dict(strict=True)`. The first 8 hex digits of the
-file's sha256 are part of its name (`name-<sha8>.pt`) and are checked on load. The card's "model"
-says what the weights are: one "MaskNet" (its `model_config`) or a "MaskBag" of several (their
-`model_configs`, in order).
+file's sha256 are part of its name (`name-<sha8>.pt`) and are checked on load (`registry.verify`).
+The card's "model" says what the weights are: one "MaskNet" (its `model_config`) or a "MaskBag"
+of several (their `model_configs`, in order).
+
+Options that no shipped model uses were retired from the network; a card that names one with its
+neutral value (e.g. `"side_input": false`) still loads, one that needs it is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +25,12 @@ from .bag import MaskBag
 from .config import STFTConfig, config_from_dict
 from .errors import StemsError
 from .model import MaskNet
+from .registry import resolve, sha256_of, verify
 
 FORMAT = "stems-checkpoint-v1"
-CHECKPOINT_DIR = Path(os.environ.get("STEMS_CHECKPOINT_DIR", Path(__file__).resolve().parent.parent / "checkpoints"))
-REGISTRY = "registry.json"  # in CHECKPOINT_DIR: the shipped models, name -> file
-_SHA_NAME = re.compile(r"-([0-9a-f]{8})\.pt$")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def registry() -> dict[str, str]:
-    """The shipped models: name -> checkpoint file name in CHECKPOINT_DIR."""
-    path = CHECKPOINT_DIR / REGISTRY
-    return json.loads(path.read_text()) if path.is_file() else {}
+# Retired model options and the value that means "not used": cards written before they were
+# retired carry them.
+RETIRED_OPTIONS = {"side_input": False, "band_offsets": False, "freq_dilations": []}
 
 
 def weights_sha256(model: torch.nn.Module) -> str:
@@ -51,17 +40,6 @@ def weights_sha256(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def resolve(name_or_path: str | Path | None) -> Path:
-    """A registry name ("default") or a path -> the checkpoint file."""
-    name = "default" if name_or_path is None else str(name_or_path)
-    models = registry()
-    if name in models:
-        return CHECKPOINT_DIR / models[name]
-    if name_or_path is None:
-        raise StemsError(f"{CHECKPOINT_DIR / REGISTRY}: no default model is registered")
-    return Path(name_or_path)
 
 
 def _config_dict(model: MaskNet) -> dict[str, Any]:
@@ -99,9 +77,7 @@ def read_card(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Read and verify a checkpoint file; errors name the file and the problem."""
     if not path.is_file():
         raise StemsError(f"{path}: checkpoint not found")
-    match = _SHA_NAME.search(path.name)
-    if match and not sha256_of(path).startswith(match.group(1)):
-        raise StemsError(f"{path}: checkpoint sha256 does not match its name (corrupt or altered file)")
+    digest = verify(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated, foreign or unsafe files
@@ -114,29 +90,40 @@ def read_card(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         state = payload["state_dict"]
     except (KeyError, TypeError, json.JSONDecodeError):
         raise StemsError(f"{path}: checkpoint card is missing or not valid JSON") from None
+    card["sha256"] = digest
     return card, state
 
 
-def _model_from_card(card: dict[str, Any], n_bins: int) -> MaskNet | MaskBag:
+def _network(model_config: dict[str, Any], n_bins: int, path: Path) -> MaskNet:
+    """A MaskNet from a card's model config, retired options at their neutral value dropped."""
+    values = dict(model_config)
+    for key, neutral in RETIRED_OPTIONS.items():
+        if key in values and values.pop(key) not in (neutral, tuple(neutral) if isinstance(neutral, list) else neutral):
+            raise StemsError(f"{path}: the model needs '{key}', which this version of stems no longer has")
+    return MaskNet(config_from_dict({"model": values}).model, n_bins)
+
+
+def _model_from_card(card: dict[str, Any], n_bins: int, path: Path) -> MaskNet | MaskBag:
     if card.get("model") == "MaskBag":
-        return MaskBag([MaskNet(config_from_dict({"model": c}).model, n_bins) for c in card["model_configs"]])
-    return MaskNet(config_from_dict({"model": card["model_config"]}).model, n_bins)
+        return MaskBag([_network(c, n_bins, path) for c in card["model_configs"]])
+    return _network(card["model_config"], n_bins, path)
 
 
 def load_checkpoint(name_or_path: str | Path | None = None) -> tuple[MaskNet | MaskBag, STFTConfig, dict[str, Any]]:
     """-> (model in eval mode, its STFT settings, its card)."""
-    path = resolve(name_or_path)
+    path = resolve(name_or_path, "torch")
     card, state = read_card(path)
     try:
         stft = STFTConfig(**card["stft"])
-        model = _model_from_card(card, stft.n_bins)
+        model = _model_from_card(card, stft.n_bins, path)
     except (KeyError, TypeError, ValueError) as error:
         raise StemsError(f"{path}: checkpoint card does not describe a model ({error})") from None
+    if isinstance(model, MaskBag):  # bags saved before their widest member stopped being a submodule list it twice
+        state = {k: v for k, v in state.items() if not k.startswith("widest.")}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise StemsError(f"{path}: weights do not fit the model in its card ({str(error).splitlines()[0]})") from None
-    card["sha256"] = sha256_of(path)
     card["weights_sha256"] = weights_sha256(model)
     card["path"] = str(path)
     return model.eval(), stft, card

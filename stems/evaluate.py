@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from . import spectral
 from .config import STFTConfig
@@ -55,7 +54,7 @@ def median_over_tracks(per_track: list[dict[str, dict[str, float]]], metric: str
 ORACLES = ("mix", "ibm", "argmax", "irm")
 
 
-def oracle_masks(stem_specs: torch.Tensor, kind: str) -> torch.Tensor:
+def oracle_masks(stem_specs: np.ndarray, kind: str) -> np.ndarray:
     """Masks computed from the true stems.
 
     Args:
@@ -64,9 +63,9 @@ def oracle_masks(stem_specs: torch.Tensor, kind: str) -> torch.Tensor:
             half the mix's; masks need not sum to one), "argmax" (the competing binary masks of
             this model family: each bin to its dominant source), "irm" (IRM1: |S_i| / sum_j |S_j|).
     """
-    mags = stem_specs.abs()
+    mags = np.abs(stem_specs)
     if kind == "ibm":
-        return (mags >= 0.5 * stem_specs.sum(dim=0).abs()).float()
+        return (mags >= 0.5 * np.abs(stem_specs.sum(axis=0))).astype(np.float32)
     if kind == "argmax":
         return binary_targets(mags)
     if kind == "irm":
@@ -80,10 +79,29 @@ def oracle_estimates(stems: np.ndarray, names: tuple[str, ...], kind: str, stft:
     mix = stems.sum(axis=0)
     if kind == "mix":
         return {name: mix for name in names}
-    specs = spectral.stft(torch.from_numpy(np.ascontiguousarray(stems)), stft)
+    specs = spectral.stft(stems, stft)
     masks = oracle_masks(specs, kind)
-    waves = spectral.istft(apply_mask(specs.sum(dim=0, keepdim=True), masks), stems.shape[-1], stft)
-    return {name: waves[i].numpy() for i, name in enumerate(names)}
+    waves = spectral.istft(apply_mask(specs.sum(axis=0, keepdims=True), masks), stems.shape[-1], stft)
+    return {name: waves[i] for i, name in enumerate(names)}
+
+
+def two_stem_references(tracks: list[tuple[str, np.ndarray]], names: tuple[str, ...],
+                        stem: str) -> list[tuple[str, np.ndarray]]:
+    """Tracks' references (sources, C, N) -> (2, C, N): `stem` and the mix minus it (what
+    `stems separate --two-stems STEM` writes as STEM and no_STEM)."""
+    index = names.index(stem)
+    return [(track, np.stack([refs[index], refs.sum(axis=0) - refs[index]])) for track, refs in tracks]
+
+
+def two_stem_system(estimate: Callable[[str, np.ndarray], dict], names: tuple[str, ...], stem: str):
+    """A four-stem system scored as two stems: `stem`, and the sum of the others' estimates (for
+    masks that sum to one, exactly what --two-stems writes). Its references may be either set:
+    both have the same mix, channels and length."""
+    def run(track: str, references: np.ndarray) -> dict[str, np.ndarray]:
+        estimates = estimate(track, references)
+        return {stem: estimates[stem], f"no_{stem}": sum(estimates[n] for n in names if n != stem)}
+
+    return run
 
 
 def _score_job(job: tuple) -> tuple[str, str, dict]:

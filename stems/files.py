@@ -14,7 +14,8 @@ from typing import Callable
 
 from .audio import StemFiles, open_audio, read_block
 from .errors import StemsError
-from .separator import Separator, output_groups
+from .reconstruct import output_groups
+from .separator import Separator
 from .stemmp4 import NI_STEMS, STEM_MP4, STREAMS, StemMP4Writer
 
 DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"

@@ -1,4 +1,4 @@
-"""Masks: the competing masks used at inference and the targets used for training.
+"""Masks: the competing masks used at inference and the oracle masks computed from true stems.
 
 The four heads compete at every time-frequency bin: a softmax across stems gives soft masks that
 sum to one; its one-hot argmax gives the binary masks of the article ("perceptual binarization":
@@ -7,29 +7,36 @@ each bin goes to the stem that dominates it).
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 MASK_KINDS = ("binary", "soft")
 
 
-def inference_masks(logits: torch.Tensor, kind: str) -> torch.Tensor:
-    """(..., sources, channels, bins, frames) logits -> masks of the same shape that sum to one
-    over the sources axis (dim -4)."""
+def _one_hot_argmax(values: np.ndarray) -> np.ndarray:
+    """1 where a bin's value is the largest over the sources axis (-4), else 0."""
+    winner = values.argmax(axis=-4)[..., None, :, :, :]
+    sources = np.arange(values.shape[-4]).reshape(-1, 1, 1, 1)
+    return (winner == sources).astype(np.float32)
+
+
+def inference_masks(logits: np.ndarray, kind: str) -> np.ndarray:
+    """(..., sources, channels, bins, frames) logits -> float32 masks of the same shape that sum
+    to one over the sources axis (-4)."""
     if kind == "soft":
-        return torch.softmax(logits, dim=-4)
+        masks = np.exp(logits - logits.max(axis=-4, keepdims=True))
+        masks /= masks.sum(axis=-4, keepdims=True)
+        return masks
     if kind == "binary":
-        winner = logits.argmax(dim=-4, keepdim=True)
-        return torch.zeros_like(logits).scatter_(-4, winner, 1.0)
+        return _one_hot_argmax(logits)
     raise ValueError(f"unknown mask kind '{kind}' (choose from {', '.join(MASK_KINDS)})")
 
 
-def binary_targets(stem_mags: torch.Tensor) -> torch.Tensor:
+def binary_targets(stem_mags: np.ndarray) -> np.ndarray:
     """Perceptual binarization: (..., sources, channels, bins, frames) stem magnitudes -> one-hot
     of the dominant stem per bin."""
-    winner = stem_mags.argmax(dim=-4, keepdim=True)
-    return torch.zeros_like(stem_mags).scatter_(-4, winner, 1.0)
+    return _one_hot_argmax(stem_mags)
 
 
-def ratio_targets(stem_mags: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def ratio_targets(stem_mags: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """Ideal ratio masks |S_i| / sum_j |S_j| (sum to one over sources)."""
-    return stem_mags / (stem_mags.sum(dim=-4, keepdim=True) + eps)
+    return stem_mags / (stem_mags.sum(axis=-4, keepdims=True) + eps)

@@ -7,25 +7,31 @@ T frames: the one-pass network *is* the sliding window, computed without repeati
 window's output is the mask of its frame `past` (centred by default: past = lookahead = context;
 a low-latency model looks at fewer future frames and more past ones).
 
-Layer plan (F bins, padded to a multiple of freq_stride², c0 < c1 < c2 channels; the input has
-C' = C channels, or C + 1 with the side magnitude |L - R| / 2 when `side_input` is set):
-    log|X| per-bin standardised          (B, C', F, T)
+Streaming runs the same forward with `TimeCaches`: every time-valid layer prepends the last
+frames of its input from the previous call, so n new frames give n new outputs, each layer
+computing each frame once (the output is the mask of the frame `lookahead` frames before the
+newest). With caches of zero frames the forward is the offline one, so one exported graph serves
+both.
+
+Layer plan (F bins, padded to a multiple of freq_stride², c0 < c1 < c2 channels, C channels):
+    log|X| per-bin standardised          (B, C, F, T)
     stem  conv (s, 3) stride (s, 1)      (B, c0, F/s, T-2)        -> 1/s frequency
-    enc   conv (3, 3)                    (B, c1, F/s, T-4)        + offset per (c1, band)
-    down  conv (s, 1) stride (s, 1)      (B, c2, F/s², T-4)       -> 1/s² frequency, + offset per (c2, band)
-    res   conv (3, 3) dilated            (B, c2, F/s², T-4-2Σd)   one block per dilation (time d,
-                                                                  frequency `freq_dilations`)
+    enc   conv (3, 3)                    (B, c1, F/s, T-4)
+    down  conv (s, 1) stride (s, 1)      (B, c2, F/s², T-4)       -> 1/s² frequency
+    res   conv (3, 3) dilated in time    (B, c2, F/s², T-4-2Σd)   one block per dilation
     up    1x1 conv to s·c1, unfold s     (B, c1, F/s, ...)        -> back to 1/s, + enc skip
     merge conv (3, 1)                    (B, c1, F/s, T-2r)
     head  1x1 conv to s·S·C, unfold s    (B, S·C, F, T-2r)        -> full resolution
           + conv (k, 1) on log|X|                                 one logit per stem, channel, bin
 
 Upsampling is a 1x1 convolution to s times the channels followed by a reshape ("sub-pixel"
-upsampling in frequency): measured 4x faster on CPU than ConvTranspose2d with stride s, which
-was most of the network's time at full resolution.
+upsampling in frequency), which is much cheaper on a CPU than a strided transposed convolution
+at full resolution.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -33,19 +39,44 @@ from torch import nn
 from .config import ModelConfig
 
 
+class TimeCaches:
+    """The time state of a streaming forward.
+
+    Each time-valid operation reaching `reach` frames back calls `extend`: with incoming caches
+    it prepends that operation's cached frames (batch, ..., reach) to its input and keeps the
+    last `reach` frames of the result as outgoing state, in call order. Without incoming caches
+    (offline) inputs pass unchanged. Caches of zero frames give the offline forward too.
+    """
+
+    def __init__(self, incoming: Sequence[torch.Tensor] | None = None):
+        self.incoming = None if incoming is None else list(incoming)
+        self.outgoing: list[torch.Tensor] = []
+        self.shapes: list[tuple[int, ...]] = []  # each cache's shape, (batch, ..., reach)
+
+    def extend(self, x: torch.Tensor, reach: int) -> torch.Tensor:
+        if reach == 0:
+            return x
+        self.shapes.append((*x.shape[:-1], reach))
+        if self.incoming is None:
+            return x
+        x = torch.cat([self.incoming[len(self.outgoing)], x], dim=-1)
+        self.outgoing.append(x[..., x.shape[-1] - reach:])
+        return x
+
+
 def _conv_bn(in_ch: int, out_ch: int, kernel: tuple[int, int], **kwargs) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, kernel, bias=False, **kwargs), nn.BatchNorm2d(out_ch), nn.ReLU())
 
 
 class _ResidualBlock(nn.Module):
-    def __init__(self, channels: int, dilation: int, freq_dilation: int):
+    def __init__(self, channels: int, dilation: int):
         super().__init__()
         self.dilation = dilation
-        self.conv = _conv_bn(channels, channels, (3, 3), padding=(freq_dilation, 0),
-                             dilation=(freq_dilation, dilation))
+        self.conv = _conv_bn(channels, channels, (3, 3), padding=(1, 0), dilation=(1, dilation))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., self.dilation: -self.dilation] + self.conv(x)
+        d = self.dilation
+        return x[..., d: x.shape[-1] - d] + self.conv(x)
 
 
 def unfold_frequency(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -70,7 +101,6 @@ class MaskNet(nn.Module):
         c0, c1, c2 = config.widths
         s = config.freq_stride
         channels = config.audio_channels
-        self.in_channels = channels + int(config.side_input)
         self.padded_bins = -(-n_bins // (s * s)) * s * s
         self.context = 2 + sum(config.dilations)
         self.lookahead = self.context if config.lookahead_frames < 0 else config.lookahead_frames
@@ -80,28 +110,31 @@ class MaskNet(nn.Module):
         # Per-bin standardisation of log-magnitudes; set from training data, then learned.
         self.input_mean = nn.Parameter(torch.zeros(n_bins, 1))
         self.input_scale = nn.Parameter(torch.ones(n_bins, 1))
-        self.stem = _conv_bn(self.in_channels, c0, (s, 3), stride=(s, 1))
+        self.stem = _conv_bn(channels, c0, (s, 3), stride=(s, 1))
         self.enc = _conv_bn(c0, c1, (3, 3), padding=(1, 0))
         self.down = _conv_bn(c1, c2, (s, 1), stride=(s, 1))
-        # Per-band offsets (`band_offsets`), None where disabled: adding zeros would cost a pass over
-        # the encoder's features (≈ 0.2 s per 3-minute song, timed beside a training run).
-        with_offsets = config.band_offsets
-        self.enc_offset = nn.Parameter(torch.zeros(c1, self.padded_bins // s, 1)) if with_offsets else None
-        self.down_offset = nn.Parameter(torch.zeros(c2, self.padded_bins // (s * s), 1)) if with_offsets else None
-        freq_dilations = config.freq_dilations or (1,) * len(config.dilations)
-        self.blocks = nn.Sequential(*(_ResidualBlock(c2, d, f) for d, f in zip(config.dilations, freq_dilations)))
+        self.blocks = nn.ModuleList(_ResidualBlock(c2, d) for d in config.dilations)
         self.up = nn.Conv2d(c2, c1 * s, 1)
         self.merge = _conv_bn(c1, c1, (3, 1), padding=(1, 0))
         outputs = len(config.sources) * channels
         self.head = nn.Conv2d(c1, outputs * s, 1)
         k = config.head_kernel
-        self.fine = nn.Conv2d(self.in_channels, outputs, (k, 1), padding=(k // 2, 0))
+        self.fine = nn.Conv2d(channels, outputs, (k, 1), padding=(k // 2, 0))
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.config.sources
+
+    @property
+    def window_frames(self) -> int:
+        """Frames of input the network sees for one output frame (2 * context + 1)."""
+        return 2 * self.context + 1
 
     @torch.no_grad()
     def fold_batchnorm(self) -> "MaskNet":
         """Merge each BatchNorm into the convolution before it (its eval-mode statistics become the
         convolution's scale and bias), in place, for inference: the same outputs with a third
-        fewer operations, which matters most when streaming many tiny blocks. Returns self."""
+        fewer operations. Returns self."""
         for layer in self.modules():
             if isinstance(layer, nn.Sequential) and isinstance(layer[1], nn.BatchNorm2d):
                 conv, norm = layer[0], layer[1]
@@ -111,55 +144,42 @@ class MaskNet(nn.Module):
                 layer[1] = nn.Identity()
         return self
 
-    def input_magnitudes(self, mix_spec: torch.Tensor) -> torch.Tensor:
-        """(..., channels, bins, frames) complex mix STFT -> (..., in_channels, bins, frames) the
-        network's input: each channel's magnitude, then |L - R| / 2 when `side_input` is set."""
-        mags = mix_spec.abs()
-        if not self.config.side_input:
-            return mags
-        side = (mix_spec[..., 0:1, :, :] - mix_spec[..., 1:2, :, :]).abs() * 0.5
-        return torch.cat([mags, side], dim=-3)
-
-    def pad(self, mix_mag: torch.Tensor) -> torch.Tensor:
-        """Zero frames before and after (..., frames) magnitudes, so `forward` returns one
-        output per input frame."""
-        return nn.functional.pad(mix_mag, (self.past, self.lookahead))
-
-    @property
-    def window_frames(self) -> int:
-        """Frames of input the network sees for one output frame (2 * context + 1)."""
-        return 2 * self.context + 1
-
     def normalise(self, mix_mag: torch.Tensor) -> torch.Tensor:
         return (torch.log(mix_mag + 1e-5) - self.input_mean) * self.input_scale
 
-    def encode(self, stem_out: torch.Tensor) -> torch.Tensor:
-        """(B, c0, F/s, T) stem output -> (B, c1, F/s, T - 2) encoder features, band offsets added."""
-        enc = self.enc(stem_out)
-        return enc if self.enc_offset is None else enc + self.enc_offset
-
-    def downsample(self, enc: torch.Tensor) -> torch.Tensor:
-        """(B, c1, F/s, T) encoder features -> (B, c2, F/s², T), band offsets added."""
-        coarse = self.down(enc)
-        return coarse if self.down_offset is None else coarse + self.down_offset
-
-    def forward(self, mix_mag: torch.Tensor) -> torch.Tensor:
+    def forward(self, mix_mag: torch.Tensor, caches: TimeCaches | None = None) -> torch.Tensor:
         """
         Args:
-            mix_mag: (batch, in_channels, bins, frames) `input_magnitudes`, frames >= window_frames.
+            mix_mag: (batch, channels, bins, frames) mix magnitudes; offline frames >= window_frames,
+                streaming (with `caches`) any number of new frames.
+            caches: the streaming state, updated in call order (see `TimeCaches`).
         Returns:
-            (batch, sources, channels, bins, frames - 2 * context) mask logits; output j is the
-            mask of input frame j + past.
+            (batch, sources, channels, bins, frames - 2 * context) mask logits, output j the mask of
+            input frame j + past; streaming, one output per new frame, the newest `lookahead`
+            frames before the newest input.
         """
-        batch, _, bins, frames = mix_mag.shape
+        caches = caches or TimeCaches()
+        batch, channels, bins, _ = mix_mag.shape
         x = self.normalise(mix_mag)
         x = nn.functional.pad(x, (0, 0, 0, self.padded_bins - bins))
-        enc = self.encode(self.stem(x))
-        y = self.blocks(self.downsample(enc))
+        stem = self.stem(caches.extend(x, 2))
+        enc = self.enc(caches.extend(stem, 2))
+        y = self.down(enc)
+        for block in self.blocks:
+            y = block(caches.extend(y, 2 * block.dilation))
         cut = sum(self.config.dilations)
+        skip = caches.extend(enc, 2 * cut)
         s = self.config.freq_stride
-        y = self.merge(unfold_frequency(self.up(y), s) + enc[..., cut: enc.shape[-1] - cut])
+        y = self.merge(unfold_frequency(self.up(y), s) + skip[..., cut: skip.shape[-1] - cut])
         r = self.context
-        logits = unfold_frequency(self.head(y), s) + self.fine(x[..., r: frames - r])
+        fine = caches.extend(x, 2 * r)
+        logits = unfold_frequency(self.head(y), s) + self.fine(fine[..., r: fine.shape[-1] - r])
         logits = logits[:, :, :bins]
-        return logits.reshape(batch, len(self.config.sources), self.config.audio_channels, bins, frames - 2 * r)
+        return logits.reshape(batch, len(self.sources), channels, bins, logits.shape[-1])
+
+    def state_shapes(self, batch: int = 1) -> list[tuple[int, ...]]:
+        """Shapes of the streaming caches, in the order `forward` uses them."""
+        caches = TimeCaches()
+        with torch.no_grad():
+            self.forward(torch.ones(batch, self.config.audio_channels, self.n_bins, self.window_frames), caches)
+        return caches.shapes

@@ -8,16 +8,41 @@ exactly.
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from . import spectral
 from .config import STFTConfig
 
 
-def apply_mask(mix_spec: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(channels, bins, frames) complex times a real mask of the same shape, computed on the
-    real view (a real-to-complex promotion costs several times more)."""
-    return torch.view_as_complex(torch.view_as_real(mix_spec) * mask[..., None])
+def output_groups(sources: tuple[str, ...], stems: tuple[str, ...] | None = None,
+                  two_stems: str | None = None) -> dict[str, tuple[int, ...]]:
+    """Output name -> source indices, in source order.
+
+    `stems` names the outputs: a source, or `no_<source>`, every other source summed (`no_vocals`
+    is the instrumental); default: every source. `two_stems` is short for (stem, no_<stem>).
+    """
+    if two_stems is not None:
+        if stems is not None:
+            raise ValueError("give stems or two_stems, not both")
+        if two_stems not in sources:
+            raise ValueError(f"unknown stem '{two_stems}' (choose from {', '.join(sources)})")
+        stems = (two_stems, f"no_{two_stems}")
+    chosen = stems or sources
+    known = [name for source in sources for name in (source, f"no_{source}")]
+    unknown = [s for s in chosen if s not in known]
+    if unknown:
+        raise ValueError(f"unknown stem(s) {', '.join(unknown)} (choose from {', '.join(sources)}, "
+                         "or no_<stem> for all the others)")
+    return {name: (sources.index(name),) if name in sources else
+            tuple(i for i, source in enumerate(sources) if name != f"no_{source}")
+            for name in known if name in chosen}
+
+
+def apply_mask(mix_spec: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(..., channels, bins, frames) complex64 times a real float32 mask broadcast to it, computed
+    on the real view (a real-to-complex promotion costs several times more)."""
+    pairs = np.ascontiguousarray(mix_spec).view(np.float32).reshape(*mix_spec.shape, 2)
+    return np.ascontiguousarray(pairs * mask[..., None]).view(np.complex64)[..., 0]
 
 
 def covers_all_sources(groups: dict[str, tuple[int, ...]], n_sources: int) -> bool:
@@ -27,14 +52,14 @@ def covers_all_sources(groups: dict[str, tuple[int, ...]], n_sources: int) -> bo
 
 
 def reconstruct(
-    mix_spec: torch.Tensor,
-    masks: torch.Tensor,
+    mix_spec: np.ndarray,
+    masks: np.ndarray,
     groups: dict[str, tuple[int, ...]],
     first_frame: int,
     total_frames: int,
     stft: STFTConfig,
-    mix_samples: torch.Tensor | None = None,
-) -> tuple[dict[str, torch.Tensor], int]:
+    mix_samples: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], int]:
     """Waveforms of each group of sources for a range of frames.
 
     Args:
@@ -45,15 +70,15 @@ def reconstruct(
         mix_samples: (channels, samples) the mix over the same samples the overlap-add returns;
             when given and `groups` covers every source, the last group is the mix minus the rest.
     Returns:
-        ({name: (channels, samples)}, index of the first sample), see `spectral.overlap_add`.
+        ({name: (channels, samples) float32}, index of the first sample), see `spectral.overlap_add`.
     """
     names = list(groups)
     residual = mix_samples is not None and covers_all_sources(groups, masks.shape[0]) and len(names) > 1
     direct = names[:-1] if residual else names
-    group_masks = torch.stack([masks[list(groups[name])].sum(dim=0) for name in direct])
-    stem_specs = apply_mask(mix_spec.unsqueeze(0), group_masks)
+    group_masks = np.stack([masks[list(groups[name])].sum(axis=0) for name in direct])
+    stem_specs = apply_mask(mix_spec[None], group_masks)
     waves, start = spectral.overlap_add(stem_specs, first_frame, total_frames, stft)
     out = dict(zip(direct, waves))
     if residual:
-        out[names[-1]] = mix_samples - waves.sum(dim=0)
+        out[names[-1]] = mix_samples - waves.sum(axis=0)
     return out, start

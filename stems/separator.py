@@ -12,53 +12,24 @@ separated once per delay of the signal (the frame grid moved by a fraction of a 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 
 from . import spectral
-from .bag import MaskBag
-from .checkpoint import load_checkpoint
-from .config import STFTConfig
+from .audio import resample
+from .engine import MaskEngine, load_engine
 from .masks import inference_masks
-from .model import MaskNet
-from .reconstruct import covers_all_sources, reconstruct
+from .reconstruct import covers_all_sources, output_groups, reconstruct
 
 ReadFn = Callable[[int, int], np.ndarray]  # (start, stop) -> (channels, stop - start), zeros outside
 
 
-def output_groups(sources: tuple[str, ...], stems: tuple[str, ...] | None = None,
-                  two_stems: str | None = None) -> dict[str, tuple[int, ...]]:
-    """Output name -> source indices, in source order.
-
-    `stems` names the outputs: a source, or `no_<source>`, every other source summed (`no_vocals`
-    is the instrumental); default: every source. `two_stems` is short for (stem, no_<stem>).
-    """
-    if two_stems is not None:
-        if stems is not None:
-            raise ValueError("give stems or two_stems, not both")
-        if two_stems not in sources:
-            raise ValueError(f"unknown stem '{two_stems}' (choose from {', '.join(sources)})")
-        stems = (two_stems, f"no_{two_stems}")
-    chosen = stems or sources
-    known = [name for source in sources for name in (source, f"no_{source}")]
-    unknown = [s for s in chosen if s not in known]
-    if unknown:
-        raise ValueError(f"unknown stem(s) {', '.join(unknown)} (choose from {', '.join(sources)}, "
-                         "or no_<stem> for all the others)")
-    return {name: (sources.index(name),) if name in sources else
-            tuple(i for i, source in enumerate(sources) if name != f"no_{source}")
-            for name in known if name in chosen}
-
-
-def _mean(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """Their mean; a single tensor is returned as it is (copying each stem of every chunk twice
-    cost about 0.25 s per 3-minute song)."""
-    return tensors[0] if len(tensors) == 1 else sum(tensors) / len(tensors)
+def _mean(arrays: list[np.ndarray]) -> np.ndarray:
+    """Their mean; a single array is returned as it is, not copied."""
+    return arrays[0] if len(arrays) == 1 else sum(arrays) / len(arrays)
 
 
 @dataclass(frozen=True)
@@ -68,39 +39,35 @@ class Chunk:
 
 
 class Separator:
-    """Splits audio into stems with a mask network.
+    """Splits audio into stems with a mask engine (`stems.engine`).
 
     Args:
-        model: the network; the separator works on an eval-mode copy with its BatchNorms folded.
-        stft: its STFT settings.
-        card: the checkpoint's card (for information).
-        chunk_frames: output frames per chunk: bounds memory; 128 frames (3 s) measured 7 %
-            faster than 256 end to end on 2 cores with 80 MB less peak memory (scripts/bench.py).
+        engine: runs the network (ONNX Runtime or torch); its card gives the STFT and sources.
+        chunk_frames: output frames per chunk: bounds memory (see scripts/bench.py for the size).
         shifts: separate the signal this many times, delayed by k·hop/shifts samples for k = 0 ..
             shifts-1 (every placement of the STFT frame grid differs), and average (Demucs'
             "shift trick"); costs `shifts` times the work.
     """
 
-    def __init__(self, model: MaskNet | MaskBag, stft: STFTConfig, card: dict | None = None, chunk_frames: int = 128,
-                 device: str = "cpu", shifts: int = 1):
-        self.model = copy.deepcopy(model).eval().fold_batchnorm().to(device)
-        self.stft = stft
-        self.card = card or {}
+    def __init__(self, engine: MaskEngine, chunk_frames: int = 256, shifts: int = 1):
+        self.engine = engine
+        self.stft = engine.stft
+        self.card = engine.card
         self.chunk_frames = chunk_frames
-        self.device = torch.device(device)
         self.shifts = shifts
-        if not 1 <= self.shifts <= stft.hop_length:
-            raise ValueError(f"shifts must be between 1 and the hop length ({stft.hop_length}), got {self.shifts}")
+        if not 1 <= self.shifts <= self.stft.hop_length:
+            raise ValueError(f"shifts must be between 1 and the hop length ({self.stft.hop_length}), got {self.shifts}")
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path | None = None, **kwargs) -> "Separator":
-        """The shipped default model (None or "default"), another registry name, or a file."""
-        model, stft, card = load_checkpoint(checkpoint)
-        return cls(model, stft, card, **kwargs)
+    def from_checkpoint(cls, checkpoint: str | Path | None = None, runtime: str | None = None,
+                        threads: int | None = None, device: str = "cpu", **kwargs) -> "Separator":
+        """The shipped default model (None or "default"), another registry name, or a model file
+        (.onnx, or .pt for the torch runtime)."""
+        return cls(load_engine(checkpoint, runtime, threads, device), **kwargs)
 
     @property
     def sources(self) -> tuple[str, ...]:
-        return self.model.config.sources
+        return self.engine.sources
 
     @property
     def default_mask(self) -> str:
@@ -128,13 +95,11 @@ class Separator:
         for a in range(0, -(-n_samples // hop), self.chunk_frames):
             b = min(a + self.chunk_frames, -(-n_samples // hop))
             out_start, out_stop = a * hop, min(b * hop, n_samples)
-            with torch.inference_mode():
-                runs = [self._chunk_stems(read, a, b, n_samples, channels, groups, mask, delay) for delay in delays]
-                stems = {name: _mean([run[name] for run in runs]).cpu().numpy() for name in groups}
-            yield Chunk(out_start, stems)
+            runs = [self._chunk_stems(read, a, b, n_samples, channels, groups, mask, delay) for delay in delays]
+            yield Chunk(out_start, {name: _mean([run[name] for run in runs]) for name in groups})
 
     def _chunk_stems(self, read: ReadFn, a: int, b: int, n_samples: int, channels: int,
-                     groups: dict[str, tuple[int, ...]], mask: str, delay: int) -> dict[str, torch.Tensor]:
+                     groups: dict[str, tuple[int, ...]], mask: str, delay: int) -> dict[str, np.ndarray]:
         """{name: (channels, samples)} for output samples [a*hop, min(b*hop, n_samples)) of the
         signal delayed by `delay` < hop samples: its frames a-m .. b+m-1 (one more when delayed)
         cover those samples + delay."""
@@ -142,17 +107,18 @@ class Separator:
         out_start, out_stop = a * hop, min(b * hop, n_samples)
         total = spectral.n_frames(n_samples + delay, self.stft)
         m = spectral.context_frames_needed(self.stft)
-        past, ahead = self.model.past, self.model.lookahead
+        past, ahead = self.engine.past, self.engine.lookahead
         lo, hi = a - m - past, b + m + ahead + (delay > 0)
         span_start, span_stop = spectral.frame_span(lo, hi, self.stft)
-        samples = torch.from_numpy(read(span_start - delay, span_stop - delay)).to(self.device)
+        samples = read(span_start - delay, span_stop - delay)
         if channels == 1:
-            samples = samples.expand(2, -1)
+            samples = np.broadcast_to(samples, (2, samples.shape[-1]))
         spec = spectral.stft_frames(samples, self.stft)  # (C, F, hi - lo)
-        outside = torch.ones(hi - lo, dtype=torch.bool, device=self.device)
-        outside[max(0, -lo): max(0, min(hi - lo, total - lo))] = False
-        mag = self.model.input_magnitudes(spec).masked_fill(outside, 0.0)
-        logits = self.model(mag[None])[0]  # (S, C, F, frames lo+past .. hi-ahead-1)
+        mag = np.abs(spec)
+        inside = slice(max(0, -lo), max(0, min(hi - lo, total - lo)))
+        mag[..., : inside.start] = 0.0  # frames outside the signal are silent, as for the whole signal
+        mag[..., inside.stop:] = 0.0
+        logits = self.engine.logits(mag)  # (S, C, F, frames lo+past .. hi-ahead-1)
         masks = inference_masks(logits, mask)
         inner = spec[..., past: hi - lo - ahead]
         ola_start = (lo + past) * hop - self.stft.n_fft // 2
@@ -161,7 +127,7 @@ class Separator:
         stems = {}
         for name, wave in waves.items():
             piece = wave[:, out_start + delay - first: out_stop + delay - first]
-            stems[name] = piece.mean(dim=0, keepdim=True) if channels == 1 else piece
+            stems[name] = piece.mean(axis=0, keepdims=True) if channels == 1 else piece
         return stems
 
     def separate(self, audio: np.ndarray, sample_rate: int, stems: tuple[str, ...] | None = None,
@@ -185,9 +151,7 @@ class Separator:
         length = audio.shape[-1]
         original = audio
         if sample_rate != self.sample_rate:
-            import librosa
-
-            audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=self.sample_rate, res_type="soxr_hq")
+            audio = resample(audio, sample_rate, self.sample_rate)
         n = audio.shape[-1]
 
         def read(start: int, stop: int) -> np.ndarray:
@@ -205,20 +169,11 @@ class Separator:
                 pieces[name].append(piece)
         result = {name: np.concatenate(parts, axis=-1) for name, parts in pieces.items()}
         if sample_rate != self.sample_rate:
-            import librosa
-
             names = list(result)
             partition = covers_all_sources(groups, len(self.sources))
             for name in names[:-1] if partition else names:
-                wave = librosa.resample(result[name], orig_sr=self.sample_rate, target_sr=sample_rate, res_type="soxr_hq")
+                wave = resample(result[name], self.sample_rate, sample_rate)
                 result[name] = np.pad(wave, ((0, 0), (0, max(0, length - wave.shape[-1]))))[:, :length]
             if partition:  # the last stem is the rest of the original mix: the stems still add up to it
                 result[names[-1]] = original - sum(result[n] for n in names[:-1])
         return {name: wave[0] if flat else wave for name, wave in result.items()}
-
-    def separate_file(self, path: str | Path, out_dir: str | Path = "separated", **options):
-        """Separate a file into `out_dir/<track>/<stem>.wav` (see `stems.files.separate_file`
-        for the options); returns a `FileResult`."""
-        from .files import separate_file
-
-        return separate_file(self, Path(path), Path(out_dir), **options)

@@ -3,8 +3,9 @@
 The two stateful stages are plain classes, so the threads only move blocks between them:
 
 - `FrameAnalyser` (process): takes samples as they arrive, computes each STFT frame once and
-  feeds its magnitudes to the network run incrementally (`stems.incremental`: each layer computes
-  each frame once); a frame's mask is ready `lookahead` frames after the frame itself.
+  feeds its magnitudes to the engine's streaming step (the network's time caches carried from
+  block to block: each layer computes each frame once); a frame's mask is ready `lookahead`
+  frames after the frame itself.
 - `FrameSynthesiser` (reconstruct): overlap-adds masked frames through the shared
   `reconstruct` stage, keeping the frames still needed for the next samples, and emits every
   sample once all frames covering it are in.
@@ -24,14 +25,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 
 from . import spectral
-from .bag import MaskBag
 from .config import STFTConfig
-from .incremental import incremental
+from .engine import MaskEngine, silent_state
 from .masks import inference_masks
-from .model import MaskNet
 from .reconstruct import reconstruct
 from .separator import Separator
 
@@ -43,8 +41,8 @@ class Frames:
     """Masked-frame material for frames first .. first+F-1."""
 
     first: int
-    spec: torch.Tensor  # (channels, bins, F) complex mix STFT
-    masks: torch.Tensor  # (sources, channels, bins, F)
+    spec: np.ndarray  # (channels, bins, F) complex mix STFT
+    masks: np.ndarray  # (sources, channels, bins, F)
     total: int  # frames of the whole signal, or _HUGE while it is unknown
 
 
@@ -58,18 +56,19 @@ class FrameAnalyser:
     """
 
     def __init__(self, separator: Separator, channels: int, mask: str):
-        self.stft, self.model, self.mask = separator.stft, separator.model, mask
+        self.stft, self.engine, self.mask = separator.stft, separator.engine, mask
         self.channels = channels
         half = self.stft.n_fft // 2
         self.buffer = np.zeros((channels, half), dtype=np.float32)  # samples from buffer_start on
         self.buffer_start = -half
         self.received = 0
         self.next_frame = 0  # next STFT frame to compute
-        self.next_mask = 0  # next frame whose mask is due
-        bins = self.stft.n_bins
-        self.net = incremental(self.model)
-        self.net.push(torch.zeros(1, self.model.in_channels, bins, self.model.past))  # frames before the signal are silent
-        self.specs = torch.zeros(2, bins, 0, dtype=torch.complex64)  # complex frames next_mask ..
+        # The state holds an endless silence before the signal (frames before it are silent, as
+        # offline); the step's outputs trail its input by `lookahead` frames, so the first
+        # `lookahead` outputs are of frames before the signal and are dropped.
+        self.state = silent_state(self.engine)
+        self.next_mask = -self.engine.lookahead  # frame of the engine's next output
+        self.specs = np.zeros((2, self.stft.n_bins, 0), dtype=np.complex64)  # complex frames next_mask ..
 
     def push(self, block: np.ndarray) -> Frames | None:
         """Add (channels, n) samples; returns the frames whose masks became ready, if any."""
@@ -88,34 +87,38 @@ class FrameAnalyser:
             self.buffer = np.concatenate([self.buffer, np.zeros((self.channels, needed), np.float32)], axis=1)
         return self._advance(total, total)
 
+    def _step(self, mix_mag: np.ndarray) -> np.ndarray:
+        """The engine's logits for new frames, those of frames before the signal dropped."""
+        logits, self.state = self.engine.step(mix_mag, self.state)
+        early = max(0, -self.next_mask)
+        self.next_mask += mix_mag.shape[-1]
+        return logits[..., early:]
+
     def _advance(self, computable: int, total: int) -> Frames | None:
         hop, half = self.stft.hop_length, self.stft.n_fft // 2
+        first = max(0, self.next_mask)
+        new_logits = []
         if computable > self.next_frame:
             start, stop = spectral.frame_span(self.next_frame, computable, self.stft)
-            samples = torch.from_numpy(self.buffer[:, start - self.buffer_start: stop - self.buffer_start])
+            samples = self.buffer[:, start - self.buffer_start: stop - self.buffer_start]
             if self.channels == 1:
-                samples = samples.expand(2, -1)
+                samples = np.broadcast_to(samples, (2, samples.shape[-1]))
             spec = spectral.stft_frames(samples, self.stft)
-            self.specs = torch.cat([self.specs, spec], dim=-1)
-            new_logits = [self.net.push(self.model.input_magnitudes(spec)[None])]
+            self.specs = np.concatenate([self.specs, spec], axis=-1)
+            new_logits.append(self._step(np.abs(spec)))
             self.next_frame = computable
             keep_from = self.next_frame * hop - half  # the next frame's first sample
             self.buffer = self.buffer[:, keep_from - self.buffer_start:]
             self.buffer_start = keep_from
-        else:
-            new_logits = []
-        if total != _HUGE:  # past the end the model sees zero frames, as offline
-            new_logits.append(self.net.push(torch.zeros(1, self.model.in_channels, self.stft.n_bins, self.model.lookahead)))
-        new_logits = [x for x in new_logits if x is not None]
-        if not new_logits:
+        if total != _HUGE and self.engine.lookahead:  # past the end the model sees silent frames, as offline
+            silence = np.zeros((self.engine.audio_channels, self.stft.n_bins, self.engine.lookahead), np.float32)
+            new_logits.append(self._step(silence))
+        logits = np.concatenate(new_logits, axis=-1) if new_logits else None
+        if logits is None or logits.shape[-1] == 0:
             return None
-        logits = torch.cat(new_logits, dim=-1)[0]
         count = logits.shape[-1]
-        with torch.inference_mode():
-            masks = inference_masks(logits, self.mask)
-        frames = Frames(self.next_mask, self.specs[..., :count], masks, total)
+        frames = Frames(first, self.specs[..., :count], inference_masks(logits, self.mask), total)
         self.specs = self.specs[..., count:]
-        self.next_mask += count
         return frames
 
 
@@ -124,7 +127,7 @@ class FrameSynthesiser:
 
     Args:
         separator: the STFT settings.
-        groups: output name -> source indices (see `separator.output_groups`).
+        groups: output name -> source indices (see `reconstruct.output_groups`).
         channels: output channels (mono: the two model channels are averaged, as offline).
     """
 
@@ -144,8 +147,8 @@ class FrameSynthesiser:
         """Add masked frames; returns {name: (channels, n)} for the samples now complete
         (`length`: the signal's length, given with the last frames)."""
         if self.held is not None:
-            frames = Frames(self.held.first, torch.cat([self.held.spec, frames.spec], -1),
-                            torch.cat([self.held.masks, frames.masks], -1), frames.total)
+            frames = Frames(self.held.first, np.concatenate([self.held.spec, frames.spec], -1),
+                            np.concatenate([self.held.masks, frames.masks], -1), frames.total)
         hop = self.stft.hop_length
         last = frames.first + frames.spec.shape[-1]  # frames known: .. last-1
         if length is None:
@@ -158,20 +161,19 @@ class FrameSynthesiser:
             return {}
         mix_spec = frames.spec
         mix_samples = self._mix_span(frames, mix_spec.shape[-1])
-        with torch.inference_mode():
-            waves, first = reconstruct(mix_spec, frames.masks, self.groups, frames.first, frames.total, self.stft,
-                                       mix_samples=mix_samples)
+        waves, first = reconstruct(mix_spec, frames.masks, self.groups, frames.first, frames.total, self.stft,
+                                   mix_samples=mix_samples)
         out = {}
         for name, wave in waves.items():
             piece = wave[:, start - first: stop - first]
-            out[name] = (piece.mean(dim=0, keepdim=True) if self.channels == 1 else piece).numpy()
+            out[name] = piece.mean(axis=0, keepdims=True) if self.channels == 1 else piece
         self.emitted = stop
         self.mix = self.mix[:, stop - start:]
         drop = max(0, stop // hop - self.reach + 1 - frames.first)  # frames no later sample needs
         self.held = Frames(frames.first + drop, frames.spec[..., drop:], frames.masks[..., drop:], frames.total)
         return out
 
-    def _mix_span(self, frames: Frames, count: int) -> torch.Tensor:
+    def _mix_span(self, frames: Frames, count: int) -> np.ndarray:
         """The mix over the samples the overlap-add of `frames` returns (zeros outside)."""
         hop, n_fft = self.stft.hop_length, self.stft.n_fft
         start = frames.first * hop - n_fft // 2
@@ -181,14 +183,13 @@ class FrameSynthesiser:
         hi = min(start + length, self.emitted + self.mix.shape[1])
         if hi > lo:
             out[:, lo - start: hi - start] = self.mix[:, lo - self.emitted: hi - self.emitted]
-        mix = torch.from_numpy(out)
-        return mix.expand(2, -1) if self.channels == 1 else mix
+        return np.broadcast_to(out, (2, length)) if self.channels == 1 else out
 
 
-def latency_samples(model: MaskNet | MaskBag, stft: STFTConfig) -> int:
+def latency_samples(engine: MaskEngine, stft: STFTConfig) -> int:
     """Algorithmic latency: a sample is out once the frame `lookahead` frames after the last frame
     covering it has been read in full."""
-    return model.lookahead * stft.hop_length + stft.n_fft
+    return engine.lookahead * stft.hop_length + stft.n_fft
 
 
 def stream_blocks(separator: Separator, blocks: Iterator[np.ndarray], channels: int,

@@ -26,12 +26,12 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, SOURCES
 from .data import ExcerptSampler, Song, musdb_songs, stem_folder_songs
 from .errors import StemsError
-from .masks import binary_targets, ratio_targets
 from .model import MaskNet
 from .report import training_curves
 from .separator import Separator
+from .torch_engine import TorchEngine
 
-LOSSES = ("magnitude_l1", "binary_mse", "ratio_mse", "sdr", "sdr_present")
+LOSSES = ("sdr", "magnitude_l1")
 
 
 def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torch.Tensor:
@@ -44,30 +44,28 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torc
     stem, in dB, as BSSEval scores a frame), averaged over examples and stems; a floor 30 dB below
     the mix keeps a silent stem's term finite. (museval scores MUSDB as images, where the SDR's
     target is the stem itself: no distortion filter is forgiven, unlike BSSEval's sources mode.)
-    `sdr_present` averages only the terms of stems present in the excerpt (above that floor), as
-    BSSEval skips frames whose reference is silent; what leaks into a silent stem is still paid
-    for, once, by the present stems that lose it (the masks sum to one).
+    `magnitude_l1` is the L1 distance of the masked mix magnitude to each stem's (the low-latency
+    model's loss).
     """
     masks = torch.softmax(logits, dim=1)
     stem_mags = stem_specs.abs()
     if kind == "magnitude_l1":
         mix_mag = stem_specs.sum(dim=1).abs()
         return (masks * mix_mag[:, None] - stem_mags).abs().mean() / (mix_mag.mean() + 1e-8)
-    if kind == "binary_mse":
-        return ((masks - binary_targets(stem_mags)) ** 2).mean()
-    if kind == "ratio_mse":
-        return ((masks - ratio_targets(stem_mags)) ** 2).mean()
-    if kind in ("sdr", "sdr_present"):
+    if kind == "sdr":
         mix_spec = stem_specs.sum(dim=1, keepdim=True)
         floor = 1e-3 * mix_spec.abs().square().sum(dim=(2, 3, 4)) + 1e-8  # (batch, 1)
         error = (masks * mix_spec - stem_specs).abs().square().sum(dim=(2, 3, 4))
         energy = stem_mags.square().sum(dim=(2, 3, 4))  # (batch, sources)
-        terms = 10 * torch.log10((error + floor) / (energy + floor))
-        if kind == "sdr":
-            return terms.mean()
-        present = energy > floor
-        return (terms * present).sum() / present.sum().clamp_min(1)
+        return (10 * torch.log10((error + floor) / (energy + floor))).mean()
     raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
+
+
+def stft_tensor(samples: np.ndarray | torch.Tensor, config: Config, whole: bool = False) -> torch.Tensor:
+    """`spectral.stft_frames` (or `spectral.stft` of a whole signal) as a complex torch tensor."""
+    array = samples.numpy() if isinstance(samples, torch.Tensor) else samples
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    return torch.from_numpy(spectral.stft(array, config.stft) if whole else spectral.stft_frames(array, config.stft))
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -83,7 +81,7 @@ def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
     from .evaluate import score_track
 
     model.eval()
-    separator = Separator(model, config.stft, device=str(_device_of(model)))
+    separator = Separator(TorchEngine(model, config.stft, device=str(_device_of(model))))
     result = {}
     for mask in ("soft", "binary"):
         scores = {s: [] for s in SOURCES}
@@ -110,9 +108,9 @@ def _validation_loss(model: MaskNet, config: Config, songs: list[Song]) -> float
     losses = []
     with torch.no_grad():
         for song in songs:
-            stems = torch.from_numpy(np.asarray(song.stems, dtype=np.float32)).to(_device_of(model))
-            specs = spectral.stft(stems, config.stft)
-            logits = model(model.pad(model.input_magnitudes(specs.sum(dim=0)))[None])
+            specs = stft_tensor(np.asarray(song.stems, dtype=np.float32), config, whole=True).to(_device_of(model))
+            mix_mag = torch.nn.functional.pad(specs.sum(dim=0).abs(), (model.past, model.lookahead))
+            logits = model(mix_mag[None])
             losses.append(mask_loss(logits, specs[None], config.train.loss).item())
     return float(np.mean(losses))
 
@@ -180,8 +178,8 @@ def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config)
     """Per-bin mean and 1/std of log-magnitudes over a few batches of training mixes."""
     mags = []
     for _ in range(8):
-        mix = torch.from_numpy(sampler.batch(config.train.batch_size)).sum(dim=1)
-        mags.append(model.input_magnitudes(spectral.stft_frames(mix, config.stft)))
+        mix = sampler.batch(config.train.batch_size).sum(axis=1)
+        mags.append(stft_tensor(mix, config).abs())
     logs = torch.log(torch.cat(mags) + 1e-5).transpose(0, 2).reshape(config.stft.n_bins, -1)
     with torch.no_grad():
         model.input_mean.copy_(logs.mean(dim=1, keepdim=True))
@@ -303,9 +301,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     started, started_step = time.time(), step
     batches = excerpt_batches(sampler, cfg.batch_size, cfg.workers, (cfg.seed, rank, step))
     while step < cfg.steps:
-        stems = next(batches).to(device)  # (B, S, C, N)
-        stem_specs = spectral.stft_frames(stems, config.stft)
-        logits = net(model.input_magnitudes(stem_specs.sum(dim=1)))
+        stem_specs = stft_tensor(next(batches), config).to(device)  # (B, S, C, F, T)
+        logits = net(stem_specs.sum(dim=1).abs())
         inner = slice(model.past, stem_specs.shape[-1] - model.lookahead)
         loss = mask_loss(logits, stem_specs[..., inner], cfg.loss)
         optimizer.zero_grad(set_to_none=True)

@@ -11,19 +11,21 @@ import pytest
 import soundfile as sf
 import torch
 
-from stems.checkpoint import save_checkpoint
+from stems.checkpoint import load_checkpoint, save_checkpoint
 from stems.config import ModelConfig, STFTConfig
+from stems.export import export_onnx
 from stems.model import MaskNet
+from stems.separator import Separator
+from stems.torch_engine import TorchEngine
 
 RATE = 44100
 
 
-def make_model(seed: int = 0, widths=(4, 8, 8), lookahead_frames: int = -1, side_input: bool = False,
-               dilations=(1, 1, 2), band_offsets: bool = False, freq_dilations=()) -> MaskNet:
+def make_model(seed: int = 0, widths=(4, 8, 8), lookahead_frames: int = -1, dilations=(1, 1, 2),
+               freq_stride: int = 4) -> MaskNet:
     """A small randomly initialised network whose masks are far from uniform."""
     torch.manual_seed(seed)
-    config = ModelConfig(widths=widths, lookahead_frames=lookahead_frames, side_input=side_input, dilations=dilations,
-                         band_offsets=band_offsets, freq_dilations=freq_dilations)
+    config = ModelConfig(widths=widths, lookahead_frames=lookahead_frames, dilations=dilations, freq_stride=freq_stride)
     model = MaskNet(config, STFTConfig().n_bins)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -33,10 +35,22 @@ def make_model(seed: int = 0, widths=(4, 8, 8), lookahead_frames: int = -1, side
     return model.eval()
 
 
+def torch_separator(model, **options) -> Separator:
+    """A Separator running `model` through the torch engine."""
+    return Separator(TorchEngine(model, STFTConfig()), **options)
+
+
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
+def tiny_torch_checkpoint(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("ckpt")
     return save_checkpoint(make_model(), STFTConfig(), {"training": {"data": ["random weights (tests)"]}}, directory, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_torch_checkpoint) -> Path:
+    """The tiny network exported to ONNX, as models ship."""
+    model, stft, card = load_checkpoint(tiny_torch_checkpoint)
+    return export_onnx(model, stft, card, tiny_torch_checkpoint.parent, "tiny")
 
 
 def synth(seconds: float, channels: int = 2, seed: int = 0, rate: int = RATE) -> np.ndarray:

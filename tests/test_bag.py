@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import RATE, make_model, synth
+from conftest import RATE, make_model, synth, torch_separator
 from typer.testing import CliRunner
 
 from stems import spectral
@@ -18,25 +18,27 @@ from stems.cli import app
 from stems.config import ModelConfig, STFTConfig
 from stems.errors import StemsError
 from stems.model import MaskNet
-from stems.separator import Separator, output_groups
+from stems.reconstruct import output_groups
 from stems.stream import stream_blocks
 
 
 def mixed_bag(lookahead: int = -1) -> MaskBag:
-    """Three members that differ in weights, widths, input (one sees the side channel) and window
-    (the second reaches 2 frames further back and ahead, or back only with a look-ahead)."""
+    """Three members that differ in weights, widths, strides and window (the second reaches 2
+    frames further back and ahead, or back only with a look-ahead; the third looks 2 frames ahead
+    whatever the bag's look-ahead)."""
     return MaskBag([make_model(seed=1, lookahead_frames=lookahead),
                     make_model(seed=2, widths=(4, 8, 12), lookahead_frames=lookahead, dilations=(1, 3, 2)),
-                    make_model(seed=3, lookahead_frames=lookahead, side_input=True)])
+                    make_model(seed=3, lookahead_frames=2, freq_stride=8)])
 
 
 def test_bag_mask_is_the_mean_of_member_masks():
     bag = mixed_bag()
-    assert [m.window_frames for m in bag.members] == [13, 17, 13] and bag.window_frames == 17
-    spec = spectral.stft(torch.from_numpy(synth(1.0)), STFTConfig())
+    assert [m.window_frames for m in bag.members] == [13, 17, 13] and (bag.past, bag.lookahead) == (10, 8)
+    mag = torch.from_numpy(np.abs(spectral.stft(synth(1.0), STFTConfig())))
+    pad = torch.nn.functional.pad
     with torch.no_grad():
-        bag_mask = torch.softmax(bag(bag.pad(bag.input_magnitudes(spec))[None]), dim=1)
-        member_masks = [torch.softmax(m(m.pad(m.input_magnitudes(spec))[None]), dim=1) for m in bag.members]
+        bag_mask = torch.softmax(bag(pad(mag, (bag.past, bag.lookahead))[None]), dim=1)
+        member_masks = [torch.softmax(m(pad(mag, (m.past, m.lookahead))[None]), dim=1) for m in bag.members]
     expected = sum(member_masks) / 3
     assert torch.allclose(bag_mask, expected, atol=1e-6)
     assert not torch.allclose(member_masks[0], expected, atol=1e-2)  # the members do disagree
@@ -45,8 +47,8 @@ def test_bag_mask_is_the_mean_of_member_masks():
 def test_bag_of_one_separates_as_its_member():
     audio = synth(3.0, seed=2)
     member = make_model(seed=5)
-    alone = Separator(member, STFTConfig()).separate(audio, RATE, mask="binary")
-    bagged = Separator(MaskBag([member]), STFTConfig()).separate(audio, RATE, mask="binary")
+    alone = torch_separator(member).separate(audio, RATE, mask="binary")
+    bagged = torch_separator(MaskBag([member])).separate(audio, RATE, mask="binary")
     for stem in alone:
         assert np.abs(alone[stem] - bagged[stem]).max() < 1e-5
 
@@ -56,10 +58,10 @@ def test_bag_checkpoint_round_trip(tmp_path):
     path = save_checkpoint(bag, STFTConfig(), {"training": {"data": ["random weights (tests)"]}}, tmp_path, "bag")
     loaded, _, card = load_checkpoint(path)
     assert card["model"] == "MaskBag" and len(card["model_configs"]) == 3
-    assert card["model_configs"][2]["side_input"] is True
+    assert card["model_configs"][2]["freq_stride"] == 8
     audio = synth(2.0, seed=3)
-    before = Separator(bag, STFTConfig()).separate(audio, RATE, mask="soft")
-    after = Separator(loaded, STFTConfig()).separate(audio, RATE, mask="soft")
+    before = torch_separator(bag).separate(audio, RATE, mask="soft")
+    after = torch_separator(loaded).separate(audio, RATE, mask="soft")
     for stem in before:
         np.testing.assert_array_equal(before[stem], after[stem])
 
@@ -67,16 +69,16 @@ def test_bag_checkpoint_round_trip(tmp_path):
 def test_bag_chunked_equals_one_pass_and_adds_up_to_the_mix():
     audio = synth(9.1, seed=1)
     bag = mixed_bag()
-    one_pass = Separator(bag, STFTConfig(), chunk_frames=10_000).separate(audio, RATE, mask="soft")
+    one_pass = torch_separator(bag, chunk_frames=10_000).separate(audio, RATE, mask="soft")
     assert np.abs(sum(one_pass.values()) - audio).max() < 1e-4
-    chunked = Separator(bag, STFTConfig(), chunk_frames=71).separate(audio, RATE, mask="soft")
+    chunked = torch_separator(bag, chunk_frames=71).separate(audio, RATE, mask="soft")
     for stem in one_pass:
         assert np.abs(chunked[stem] - one_pass[stem]).max() < 1e-5
 
 
 @pytest.mark.parametrize("lookahead,block", [(1, 700), (-1, 1500)])
 def test_bag_streaming_equals_offline(lookahead, block):
-    separator = Separator(mixed_bag(lookahead), STFTConfig())
+    separator = torch_separator(mixed_bag(lookahead))
     audio = synth(2.1, seed=4)
     offline = separator.separate(audio, RATE, mask="soft")
     groups = output_groups(separator.sources)

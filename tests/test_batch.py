@@ -79,11 +79,15 @@ def test_unknown_preset_and_device_are_usage_errors(tmp_path, tiny_checkpoint, s
     assert not (tmp_path / "out").exists()
 
 
-def test_cuda_without_a_gpu_is_one_line(tmp_path, tiny_checkpoint, song_wav, monkeypatch):
+def test_cuda_without_a_gpu_is_one_line(tmp_path, tiny_checkpoint, tiny_torch_checkpoint, song_wav, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    result = separate(tiny_checkpoint, song_wav, "-o", tmp_path / "out", "--device", "cuda")
+    result = separate(tiny_torch_checkpoint, song_wav, "-o", tmp_path / "out", "--device", "cuda")
     assert result.exit_code == 1 and result.output.strip().count("\n") == 0
     assert "--device cuda: no CUDA GPU" in result.output
+    monkeypatch.setattr("onnxruntime.get_available_providers", lambda: ["CPUExecutionProvider"])
+    result = separate(tiny_checkpoint, song_wav, "-o", tmp_path / "out", "--device", "cuda")
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0
+    assert "--device cuda needs onnxruntime-gpu" in result.output and not (tmp_path / "out").exists()
 
 
 def test_shifts_option(tmp_path, tiny_checkpoint, song_wav):

@@ -10,7 +10,7 @@ from stems.config import STFTConfig
 from stems.errors import StemsError
 from stems.separator import Separator
 
-from conftest import RATE, make_model, synth
+from conftest import RATE, make_model, synth, torch_separator
 
 
 def test_save_load_gives_identical_outputs(tmp_path):
@@ -20,21 +20,21 @@ def test_save_load_gives_identical_outputs(tmp_path):
     loaded, stft, card = load_checkpoint(path)
     assert card["metrics"] == {"x": 1} and card["context_frames"] == 13
     audio = synth(2.0)
-    a = Separator(model, STFTConfig()).separate(audio, RATE, mask="soft")
-    b = Separator(loaded, stft).separate(audio, RATE, mask="soft")
+    a = torch_separator(model).separate(audio, RATE, mask="soft")
+    b = torch_separator(loaded).separate(audio, RATE, mask="soft")
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_truncated_checkpoint(tmp_path, tiny_checkpoint):
+def test_truncated_checkpoint(tmp_path, tiny_torch_checkpoint):
     bad = tmp_path / "cut.pt"
-    bad.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    bad.write_bytes(tiny_torch_checkpoint.read_bytes()[:5000])
     with pytest.raises(StemsError, match="cut.pt: not a readable stems checkpoint"):
         load_checkpoint(bad)
 
 
-def test_sha_mismatch(tmp_path, tiny_checkpoint):
+def test_sha_mismatch(tmp_path, tiny_torch_checkpoint):
     bad = tmp_path / "tiny-00000000.pt"
-    bad.write_bytes(tiny_checkpoint.read_bytes())
+    bad.write_bytes(tiny_torch_checkpoint.read_bytes())
     with pytest.raises(StemsError, match="sha256 does not match"):
         load_checkpoint(bad)
 
@@ -68,8 +68,8 @@ def test_foreign_and_wrong_files(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
-def test_wrong_architecture_and_bad_card(tmp_path, tiny_checkpoint):
-    payload = torch.load(tiny_checkpoint, weights_only=True)
+def test_wrong_architecture_and_bad_card(tmp_path, tiny_torch_checkpoint):
+    payload = torch.load(tiny_torch_checkpoint, weights_only=True)
     card = json.loads(payload["card"])
     card["model_config"]["widths"] = [8, 8, 8]
     torch.save(payload | {"card": json.dumps(card)}, tmp_path / "shape.pt")
@@ -80,16 +80,25 @@ def test_wrong_architecture_and_bad_card(tmp_path, tiny_checkpoint):
         load_checkpoint(tmp_path / "card.pt")
 
 
-def test_shipped_checkpoints_load_small_and_carry_their_valid_table():
-    from stems.checkpoint import CHECKPOINT_DIR, registry
+def test_shipped_models_load_small_and_carry_their_valid_table():
+    """Every registered model ships as ONNX and torch files whose sha256 the registry records;
+    both load, and they are the same network."""
+    from stems.engine import load_engine
+    from stems.registry import CHECKPOINT_DIR, registry, sha256_of
 
     shipped = registry()
-    assert {"default", "quality", "lowlatency"} <= set(shipped)
-    for name, file in shipped.items():
-        assert (CHECKPOINT_DIR / file).stat().st_size < 20e6, name
+    assert {"default", "quality", "lowlatency"} <= set(shipped["models"])
+    for name, files in shipped["models"].items():
+        assert set(files) == {"onnx", "torch"}, name
+        for file in files.values():
+            assert (CHECKPOINT_DIR / file).stat().st_size < 20e6, name
+            assert shipped["sha256"][file] == sha256_of(CHECKPOINT_DIR / file)
         _, _, card = load_checkpoint(name)
         table = card["metrics"]["musdb_valid_bsseval_v4_sdr"]
         assert card["default_mask"] in ("soft", "binary") and f"stems {card['default_mask']}" in table
+        engine = load_engine(name)
+        assert engine.card["path"].endswith(".onnx")
+        assert engine.card["weights_sha256"] == card["weights_sha256"] and engine.card["metrics"] == card["metrics"]
     quality = load_checkpoint("quality")[2]["metrics"]["musdb_valid_bsseval_v4_sdr"]["stems soft"]["mean"]
     default = load_checkpoint("default")[2]["metrics"]["musdb_valid_bsseval_v4_sdr"]["stems soft"]["mean"]
     assert quality > default  # the slower model has to earn its place

@@ -10,7 +10,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
     assert config.model.widths == (8, 16, 32)
     assert config.train.lr == 0.01 and config.train.steps == 7 and config.stft.hop_length == 512
     assert load_config() == Config()
-    assert load_config(None, ["model.freq_dilations=[1, 2, 4]"]).model.freq_dilations == (1, 2, 4)
+    assert load_config(None, ["model.dilations=[1, 2, 4]"]).model.dilations == (1, 2, 4)
 
 
 def test_exponents_without_a_dot_are_numbers(tmp_path):
@@ -32,8 +32,8 @@ def test_shipped_configs_load():
     ("train.lr=fast", "'train.lr' must be a number, got 'fast'"),
     ("train.lr=nan", "'train.lr' must be a number, got 'nan'"),
     ("model.widths=3", "'model.widths' must be a list"),
-    ("model.freq_dilations=[1, x, 2]", "'model.freq_dilations' must be an integer"),
-    ("model.freq_dilations=[1, 2]", r"freq_dilations \[1, 2\] must give one dilation per residual block"),
+    ("model.dilations=[1, x, 2]", "'model.dilations' must be an integer"),
+    ("model.side_input=true", "unknown config key 'model.side_input'"),
     ("model.dilations=[1, 0]", "must be 1 or more"),
     ("train=3", "'train' must be a mapping"),
     ("nokey", "must look like key.sub=value"),

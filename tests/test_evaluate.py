@@ -108,7 +108,7 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
     scores = json.loads((tmp_path / "s.json").read_text())["tracks"]["stems soft"]["one"]["vocals"]["SDR"]
     assert scores != report["tracks"]["stems soft"]["one"]["vocals"]["SDR"]
     alone = CliRunner().invoke(app, common[:-4] + ["--cache", "cache", "--oracle", "ibm"])
-    assert alone.exit_code == 0 and "oracle IBM" in alone.output and "stems " not in alone.output
+    assert alone.exit_code == 0 and "oracle IBM" in alone.output and "stems soft" not in alone.output
     both = CliRunner().invoke(app, ["evaluate", "--stems-dir", "refs", "--musdb", "x"])
     assert both.exit_code == 1 and "exactly one source" in both.output
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stems.config import ModelConfig, STFTConfig
-from stems.model import MaskNet
+from stems.model import MaskNet, TimeCaches
 
 from conftest import make_model
 
@@ -23,11 +23,11 @@ def test_output_shape():
     assert out.shape == (2, 4, 2, 1025, 40 - 2 * model.context)
 
 
-@pytest.mark.parametrize("band_offsets, freq_dilations", [(False, ()), (True, ()), (False, (1, 2, 3))])
-def test_one_pass_equals_frame_by_frame_sliding_window(band_offsets, freq_dilations):
+@pytest.mark.parametrize("lookahead", [-1, 1])
+def test_one_pass_equals_frame_by_frame_sliding_window(lookahead):
     """The article slides a window one frame at a time and keeps the centre frame's mask; the
     valid-in-time network computes all of those windows in one pass."""
-    model = make_model(seed=3, band_offsets=band_offsets, freq_dilations=freq_dilations)
+    model = make_model(seed=3, lookahead_frames=lookahead)
     mag = torch.rand(1, 2, 1025, 30) * 3
     with torch.no_grad():
         one_pass = model(mag)
@@ -43,78 +43,46 @@ def test_full_size_default_config_runs():
         assert model(torch.rand(1, 2, 1025, 20)).shape[-1] == 20 - 12
 
 
-def test_side_input_sees_the_phase_between_channels():
-    """Two mixes with the same channel magnitudes, one centred (L = R) and one out of phase
-    (L = -R): only the side magnitude |L - R| / 2 tells them apart."""
-    model = make_model(seed=5, side_input=True)
-    assert model.in_channels == 3
-    rng = torch.Generator().manual_seed(0)
-    left = torch.randn(1025, 20, generator=rng, dtype=torch.complex64)
-    centred, opposed = torch.stack([left, left])[None], torch.stack([left, -left])[None]
-    inputs = model.input_magnitudes(centred), model.input_magnitudes(opposed)
-    assert inputs[0].shape == (1, 3, 1025, 20)
-    assert torch.equal(inputs[0][:, :2], inputs[1][:, :2])
-    assert inputs[0][:, 2].abs().max() == 0 and torch.allclose(inputs[1][:, 2], left.abs()[None])
+def streamed(model, mag: torch.Tensor, splits) -> torch.Tensor:
+    """Logits of `mag` pushed through the forward with time caches, in the given pieces, from
+    caches after an endless silence (zero magnitudes); the first `lookahead` outputs (frames
+    before the signal) dropped."""
+    silence = torch.zeros(1, 2, model.n_bins, model.window_frames)
+    caches = TimeCaches([torch.zeros(shape) for shape in model.state_shapes()])
+    model(silence, caches)
+    outputs = []
     with torch.no_grad():
-        assert model(inputs[0]).shape == (1, 4, 2, 1025, 20 - 2 * model.context)
-        assert not torch.allclose(model(inputs[0]), model(inputs[1]))
-    assert torch.equal(make_model().input_magnitudes(opposed), opposed.abs())
+        for a, b in splits:
+            caches = TimeCaches(caches.outgoing)
+            outputs.append(model(mag[..., a:b], caches))
+        if model.lookahead:  # silence after the end
+            outputs.append(model(torch.zeros(1, 2, model.n_bins, model.lookahead), TimeCaches(caches.outgoing)))
+    return torch.cat(outputs, dim=-1)[..., model.lookahead:]
 
 
-def test_incremental_network_equals_one_pass_for_any_split():
-    from stems.incremental import IncrementalMaskNet
-
-    variants = ((-1, False, False, ()), (1, False, False, ()), (1, True, False, ()), (-1, False, True, ()),
-                (1, False, False, (2, 1, 3)))
-    for lookahead, side, offsets, freq_dilations in variants:
-        model = make_model(seed=4, lookahead_frames=lookahead, side_input=side, band_offsets=offsets,
-                           freq_dilations=freq_dilations)
-        mag = torch.rand(1, model.in_channels, 1025, 40) * 2
-        with torch.no_grad():
-            whole = model(mag)
-        net = IncrementalMaskNet(model)
-        pieces = [net.push(mag[..., a:b]) for a, b in ((0, 1), (1, 9), (9, 10), (10, 23), (23, 40))]
-        streamed = torch.cat([p for p in pieces if p is not None], dim=-1)
-        assert streamed.shape == whole.shape
-        assert torch.allclose(streamed, whole, atol=1e-5)
+@pytest.mark.parametrize("lookahead", [-1, 1, 0])
+def test_streaming_with_time_caches_equals_one_pass_for_any_split(lookahead):
+    """Each time-valid layer keeps the last frames of its input: any split of the frames gives the
+    one-pass logits of the signal with silence around it, as the offline pipeline pads it."""
+    model = make_model(seed=4, lookahead_frames=lookahead)
+    mag = torch.rand(1, 2, 1025, 40) * 2
+    with torch.no_grad():
+        whole = model(torch.nn.functional.pad(mag, (model.past, model.lookahead)))
+        for splits in (((0, 1), (1, 9), (9, 10), (10, 23), (23, 40)), ((0, 40),), tuple((t, t + 1) for t in range(40))):
+            pieces = streamed(model, mag, splits)
+            assert pieces.shape == whole.shape
+            assert torch.allclose(pieces, whole, atol=1e-5)
 
 
-def test_band_offsets_tell_the_network_where_in_frequency_it_looks():
-    """Without offsets the network is translation-equivariant in frequency by multiples of its
-    total stride (s² = 16 bins here) away from the edges: a pattern moved up 64 bins gives the
-    same logits moved up 64 bins. The learned per-band offsets break that, so the same pattern can
-    mean bass low down and something else higher up."""
-    pattern = torch.rand(1, 2, 128, 20) * 3
-    low, high = torch.ones(1, 2, 1025, 20), torch.ones(1, 2, 1025, 20)
-    low[:, :, 384:512], high[:, :, 448:576] = pattern, pattern
-    for band_offsets in (False, True):
-        model = make_model(seed=6, band_offsets=band_offsets)
-        with torch.no_grad():
-            model.input_mean.fill_(0.0)
-            model.input_scale.fill_(1.0)
-            moved = torch.allclose(model(low)[..., 320:640, :], model(high)[..., 384:704, :], atol=1e-5)
-        assert moved != band_offsets
-    assert {"enc_offset", "down_offset"} <= dict(make_model(band_offsets=True).named_parameters()).keys()
-    assert "enc_offset" not in make_model().state_dict()  # checkpoints without offsets load as before
-
-
-def test_frequency_dilations_widen_the_reach_across_the_spectrum():
-    """A change to a few bins in mid-spectrum moves the logits over a span set by the frequency
-    receptive field; dilating the coarse blocks in frequency by (1, 2, 3) instead of 1 adds
-    (0 + 1 + 2) bands of s² = 16 bins on each side, and leaves the time window as it is."""
-    base = torch.rand(1, 2, 1025, 20) * 3
-    poked = base.clone()
-    poked[:, :, 500:502] += 5.0
-    spans = {}
-    for freq_dilations in ((), (1, 2, 3)):
-        model = make_model(seed=7, freq_dilations=freq_dilations)
-        with torch.no_grad():
-            changed = (model(poked) - model(base)).abs().amax(dim=(0, 1, 2, 4)) > 1e-6
-        bins = changed.nonzero().flatten()
-        spans[freq_dilations] = (bins.min().item(), bins.max().item())
-        assert model.window_frames == make_model().window_frames
-    (low, high), (wide_low, wide_high) = spans[()], spans[(1, 2, 3)]
-    assert (low - wide_low, wide_high - high) == (3 * 16, 3 * 16)
+def test_zero_frame_caches_give_the_offline_forward():
+    """The exported graph always takes caches: with zero frames in each it is the offline forward."""
+    model = make_model(seed=5)
+    mag = torch.rand(1, 2, 1025, 25)
+    empty = [torch.zeros(*shape[:-1], 0) for shape in model.state_shapes()]
+    caches = TimeCaches(empty)
+    with torch.no_grad():
+        assert torch.equal(model(mag, caches), model(mag))
+    assert [tuple(c.shape) for c in caches.outgoing] == model.state_shapes()
 
 
 def test_folding_batchnorm_keeps_the_outputs():

@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 
 from stems.cli import app
 from stems.config import STFTConfig
-from stems.separator import Separator, output_groups
+from stems.reconstruct import output_groups
+from stems.separator import Separator
 from stems.stream import StreamPipeline, latency_samples, stream_blocks
 
-from conftest import RATE, make_model, synth, wait_for
+from conftest import RATE, make_model, synth, wait_for, torch_separator
 
 
 def _blocks(audio, size):
@@ -28,10 +29,9 @@ def _concat(outputs, names):
     return {name: np.concatenate([o[name] for o in outputs], axis=1) for name in names}
 
 
-@pytest.mark.parametrize("lookahead,channels,block,side", [(-1, 2, 882, False), (1, 2, 1500, False),
-                                                         (0, 1, 4096, False), (2, 2, 333, False), (1, 2, 700, True)])
-def test_streaming_equals_offline(lookahead, channels, block, side):
-    separator = Separator(make_model(lookahead_frames=lookahead, side_input=side), STFTConfig())
+@pytest.mark.parametrize("lookahead,channels,block", [(-1, 2, 882), (1, 2, 1500), (0, 1, 4096), (2, 2, 333), (1, 2, 100)])
+def test_streaming_equals_offline(lookahead, channels, block):
+    separator = torch_separator(make_model(lookahead_frames=lookahead))
     audio = synth(2.1, channels=channels, seed=4)
     offline = separator.separate(audio, RATE, mask="soft")
     groups = output_groups(separator.sources)
@@ -46,7 +46,7 @@ def test_latency_is_lookahead_plus_window():
 
 
 def test_pipeline_threads_equal_offline_and_a_slow_live_consumer_drops_but_stays_bounded():
-    separator = Separator(make_model(), STFTConfig())
+    separator = torch_separator(make_model())
     audio = synth(2.0, seed=5)
     groups = output_groups(separator.sources)
     received = []

@@ -34,13 +34,17 @@ def evaluate(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the summary table as markdown."),
     chart: Optional[Path] = typer.Option(None, "--chart", help="Write a PNG bar chart of per-stem SDR."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Track name: write <TRACK>.masks.png (mix, predicted and oracle masks)."),
+    two_stems: str = typer.Option("vocals", "--two-stems", help="Also score every system as STEM / no_STEM (as stems separate "
+                                  "--two-stems writes them: karaoke and acapella); '' for the four-stem table alone."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="What runs a registered model: onnx (default) or torch."),
 ) -> None:
     """Per-stem SDR (BSSEval v4 over 1-s frames; median over frames, then over tracks, as SiSEC
     2018) of the model, other systems' estimates and oracle baselines, on the same tracks."""
     from rich.progress import MofNCompleteColumn
 
     from ..config import STFTConfig
-    from ..evaluate import ORACLES, estimates_reader, evaluate_systems, oracle_estimates, reference_tracks, summary_table
+    from ..evaluate import (ORACLES, estimates_reader, evaluate_systems, oracle_estimates, reference_tracks, summary_table,
+                            two_stem_references, two_stem_system)
     from ..report import bar_chart, markdown_table
     from ..separator import Separator
 
@@ -58,10 +62,12 @@ def evaluate(
         _fail("nothing to evaluate: --mask and --oracle are both empty and no --estimates given", 2)
     try:
         tracks = reference_tracks(musdb_root, subset, split, is_wav, stems_dir, Path(".cache/stems-data"))
-        separator = Separator.from_checkpoint(checkpoint, shifts=shifts) if mask_kinds or plot else None
+        separator = Separator.from_checkpoint(checkpoint, runtime, shifts=shifts) if mask_kinds or plot else None
     except (StemsError, ValueError) as error:
         _fail(str(error))
-    names = ("drums", "bass", "other", "vocals")
+    names = separator.sources if separator is not None else ("drums", "bass", "other", "vocals")
+    if two_stems and two_stems not in names:
+        _fail(f"--two-stems {two_stems}: choose from {', '.join(names)}", 2)
     systems, cache_keys = {}, {}
     for kind in mask_kinds:
         label = f"stems {kind}"
@@ -75,39 +81,61 @@ def evaluate(
     where = f"{'MUSDB18 ' + subset + ('/' + split if split and subset == 'train' else '') if musdb_root else stems_dir}"
     title = f"SDR (dB), BSSEval v4, median over 1-s frames then over {len(tracks)} tracks of {where}" + (
         f"; model {Path(separator.card['path']).name}" if mask_kinds else "")
-    if systems:
+    if plot is not None:
+        _plot_track(plot, tracks, separator, mask_kinds[0] if mask_kinds else "soft")
+    if not systems:
+        return
+    tables = [(names, tracks, systems, cache_keys, title)]
+    if two_stems:
+        pair = (two_stems, f"no_{two_stems}")
+        paired = {label: two_stem_system(run, names, two_stems) for label, run in systems.items()
+                  if label.startswith(("stems", "estimates"))}
+        for kind in oracle_kinds:  # the baselines of the two sources themselves
+            paired["mixture" if kind == "mix" else f"oracle {kind.upper()}"] = \
+                lambda track, refs, kind=kind: oracle_estimates(refs, pair, kind, STFTConfig())
+        keys = {label: f"{cache_keys.get(label, label)}-two-stems-{two_stems}" for label in paired}
+        tables.append((pair, two_stem_references(tracks, names, two_stems), paired, keys,
+                       f"{title}; {two_stems} / no_{two_stems} (--two-stems {two_stems})"))
+    summaries = {}
+    for table_names, table_tracks, table_systems, table_keys, table_title in tables:
         with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
-            task = progress.add_task("score", total=len(tracks) * len(systems))
+            task = progress.add_task("score", total=len(table_tracks) * len(table_systems))
             try:
-                results = evaluate_systems(tracks, systems, names, cache_dir, jobs, lambda: progress.advance(task),
-                                           cache_keys)
+                results = evaluate_systems(table_tracks, table_systems, table_names, cache_dir, jobs,
+                                           lambda: progress.advance(task), table_keys)
             except StemsError as error:
                 _fail(str(error))
-        summary = summary_table(results, names)
-        table = Table(title=title)
+        summary = summary_table(results, table_names)
+        table = Table(title=table_title)
         table.add_column("system")
-        for column in (*names, "mean"):
+        for column in (*table_names, "mean"):
             table.add_column(column, justify="right")
         for system, row in summary.items():
-            table.add_row(system, *(f"{row[c]:.2f}" for c in (*names, "mean")))
+            table.add_row(system, *(f"{row[c]:.2f}" for c in (*table_names, "mean")))
         Console().print(table)
         ibm = summary.get("oracle IBM")
         for system, row in summary.items():
             if ibm and not system.startswith(("oracle", "mixture")):
                 Console().print(f"{system}: mean SDR {row['mean']:.2f} dB = {100 * row['mean'] / ibm['mean']:.0f}% of the oracle IBM1 mean")
-        if json_out is not None:
-            json_out.write_text(json.dumps({"summary": summary, "tracks": results}, indent=1))
-        if markdown is not None:
-            markdown.write_text(markdown_table(summary, names, title))
-        if chart is not None:
-            bar_chart(summary, names, chart, title)
-    if plot is not None:
-        _plot_track(plot, tracks, separator, mask_kinds[0] if mask_kinds else "soft")
+        summaries[table_names] = (summary, results, table_title)
+    summary, results, _ = summaries[names]
+    if json_out is not None:
+        document = {"summary": summary, "tracks": results}
+        if two_stems:
+            document["two_stems"] = {"stem": two_stems, "summary": summaries[pair][0], "tracks": summaries[pair][1]}
+        json_out.write_text(json.dumps(document, indent=1))
+    if markdown is not None:
+        text = markdown_table(summary, names, title)
+        if two_stems:
+            text += "\n" + markdown_table(summaries[pair][0], pair, summaries[pair][2])
+        markdown.write_text(text)
+    if chart is not None:
+        bar_chart(summary, names, chart, title)
 
 
 def _plot_track(name: str, tracks, separator, mask: str) -> None:
-    import torch
+    import numpy as np
 
     from .. import spectral
     from ..evaluate import oracle_masks
@@ -117,13 +145,13 @@ def _plot_track(name: str, tracks, separator, mask: str) -> None:
     found = dict(tracks).get(name)
     if found is None:
         _fail(f"--plot {name}: no such track (tracks: {', '.join(t for t, _ in tracks)})")
-    stems_spec = spectral.stft(torch.from_numpy(found), separator.stft)
-    mix_spec = stems_spec.sum(dim=0)
-    with torch.inference_mode():
-        logits = separator.model(separator.model.pad(separator.model.input_magnitudes(mix_spec))[None])[0]
-    predicted = inference_masks(logits, mask)[:, 0].numpy()
-    oracle = oracle_masks(stems_spec, "argmax")[:, 0].numpy()
+    stems_spec = spectral.stft(found, separator.stft)
+    mix_mag = np.abs(stems_spec.sum(axis=0))
+    engine = separator.engine
+    logits = engine.logits(np.pad(mix_mag, ((0, 0), (0, 0), (engine.past, engine.lookahead))))
+    predicted = inference_masks(logits, mask)[:, 0]
+    oracle = oracle_masks(stems_spec, "argmax")[:, 0]
     path = Path(f"{name}.masks.png")
-    mask_plot(mix_spec[0].abs().numpy(), predicted, oracle, separator.sources, separator.sample_rate,
+    mask_plot(mix_mag[0], predicted, oracle, separator.sources, separator.sample_rate,
               separator.stft.hop_length, path, f"{name}: {mask} masks of {Path(separator.card['path']).name} vs oracle argmax")
     console.print(f"wrote {path}", highlight=False)

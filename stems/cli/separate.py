@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -23,6 +22,7 @@ from ..errors import StemsError
 from ..files import DEFAULT_TEMPLATE, STEM_MP4_TEMPLATE, FileResult
 from ..manifest import Manifest
 from ..masks import MASK_KINDS
+from ..registry import RUNTIMES
 from ..stemmp4 import CODECS, STEM_MP4
 from .common import app, console, fail as _fail
 
@@ -68,8 +68,11 @@ def separate(
                                         "e.g. 'vocals', 'drums,bass' or 'no_vocals' (the instrumental)."),
     two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Write STEM and no_STEM (e.g. vocals / no_vocals: karaoke)."),
     mask: Optional[str] = typer.Option(None, "--mask", help=f"Mask kind: {', '.join(MASK_KINDS)} (default: the checkpoint's better one)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or checkpoint file (default: the shipped model)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or model file, .onnx or .pt (default: the shipped model)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help=f"What runs a registered model: {' or '.join(RUNTIMES)} "
+                                          "(default onnx: ONNX Runtime, no torch; cuda defaults to torch)."),
     device: str = typer.Option("cpu", "--device", help=f"Where the network runs: {' or '.join(DEVICES)}."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the network (default: one per core)."),
     shifts: int = typer.Option(1, "--shifts", help="Average N separations, each with the STFT frame grid shifted by hop/N samples "
                                "(Demucs' shift trick): N times the network's work; see the README for what it gains."),
     float_output: bool = typer.Option(False, "--float", help="32-bit float wav (24-bit flac) instead of 16-bit."),
@@ -87,7 +90,8 @@ def separate(
     Exit status 0 only when every file succeeded or was skipped; failures are listed at the end.
     """
     from ..files import separate_file
-    from ..separator import Separator, output_groups
+    from ..reconstruct import output_groups
+    from ..separator import Separator
 
     if preset is not None and preset not in PRESETS:
         _fail(f"--preset {preset}: choose from {', '.join(PRESETS)}", 2)
@@ -109,14 +113,14 @@ def separate(
         _fail(f"--mask {mask}: choose from {', '.join(MASK_KINDS)}", 2)
     if device not in DEVICES:
         _fail(f"--device {device}: choose from {', '.join(DEVICES)}", 2)
+    if runtime is not None and runtime not in RUNTIMES:
+        _fail(f"--runtime {runtime}: choose from {', '.join(RUNTIMES)}", 2)
     if overwrite and skip_existing:
         _fail("--overwrite and --skip-existing cannot be used together", 2)
     try:
         shard_spec = parse_shard(shard) if shard is not None else None
     except ValueError as error:
         _fail(str(error), 2)
-    if device == "cuda" and not torch.cuda.is_available():
-        _fail("--device cuda: no CUDA GPU is available to torch here")
     subset = tuple(s.strip() for s in stems.split(",") if s.strip()) if stems else None
     files, problems = find_audio_files(inputs)
     if not files:
@@ -127,7 +131,7 @@ def separate(
     if shard_spec is not None:
         console.print(f"shard {shard_spec[0]}/{shard_spec[1]}: {len(tracks)} of the inputs", highlight=False)
     try:
-        separator = Separator.from_checkpoint(checkpoint, device=device, shifts=shifts)
+        separator = Separator.from_checkpoint(checkpoint, runtime, threads, device, shifts=shifts)
         output_groups(separator.sources, subset, two_stems)
         log = Manifest(manifest) if manifest is not None else None
     except (StemsError, ValueError) as error:
@@ -197,33 +201,35 @@ def _summary(results: list[FileResult]) -> None:
     Console().print(table)
 
 
-@app.command(epilog="Example: stems info checkpoints/default-1a2b3c4d.pt")
+@app.command(epilog="Example: stems info quality   |   stems info checkpoints/default-1a2b3c4d.onnx")
 def info(
-    checkpoint: Optional[str] = typer.Argument(None, help="Checkpoint file or registry name (default: the shipped model)."),
+    checkpoint: Optional[str] = typer.Argument(None, help="Registry name or model file (default: the shipped model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON."),
 ) -> None:
-    """Show what a checkpoint is: stems, STFT settings, size, context, training data, metrics, sha256."""
-    from ..checkpoint import load_checkpoint
+    """Show what a model is: stems, STFT settings, size, context, training data, metrics, sha256."""
+    from ..engine import load_engine, window_frames
     from ..stream import latency_samples
 
     try:
-        model, stft, card = load_checkpoint(checkpoint)
+        engine = load_engine(checkpoint)
     except StemsError as error:
         _fail(str(error))
+    card, stft = engine.card, engine.stft
     if as_json:
         print(json.dumps(card, indent=2))
         return
-    table = Table(title=f"checkpoint {Path(card['path']).name}", show_header=False)
+    table = Table(title=f"model {Path(card['path']).name}", show_header=False)
     ms = 1000 / stft.sample_rate
     members = card.get("training", {}).get("bag_of")
     trainings = [member["training"] for member in members] if members else [card.get("training", {})]
+    window = window_frames(engine)
     rows = {
         "model": f"a bag of {len(members)} MaskNets, masks averaged" if members else "MaskNet",
-        "stems": ", ".join(model.config.sources),
+        "stems": ", ".join(engine.sources),
         "STFT": f"n_fft {stft.n_fft}, hop_length {stft.hop_length}, {stft.sample_rate} Hz",
         "parameters": f"{card['parameters']:,}",
-        "context": f"{model.window_frames} frames = {((model.window_frames - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
-        "latency": f"{latency_samples(model, stft) * ms:.0f} ms algorithmic ({model.lookahead} look-ahead frames + STFT window)",
+        "context": f"{window} frames = {((window - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
+        "latency": f"{latency_samples(engine, stft) * ms:.0f} ms algorithmic ({engine.lookahead} look-ahead frames + STFT window)",
         "default mask": card.get("default_mask", "soft"),
         "training data": ", ".join(dict.fromkeys(d for t in trainings for d in t.get("data", []))) or "-",
         "training steps": " + ".join(str(t.get("step", "-")) for t in trainings),

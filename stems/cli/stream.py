@@ -24,24 +24,25 @@ def stream(
     block_ms: float = typer.Option(20.0, "--block-ms", help="Block size in milliseconds."),
     realtime: Optional[bool] = typer.Option(None, "--realtime/--fast", help="Pace a file at real time (default when playing)."),
     mask: Optional[str] = typer.Option(None, "--mask", help="binary or soft (default: the checkpoint's better one)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or checkpoint file (default: the shipped low-latency model, else the default one)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or model file, .onnx or .pt (default: the shipped low-latency model, else the default one)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="What runs a registered model: onnx (default) or torch."),
     list_devices: bool = typer.Option(False, "--list-devices", help="List audio devices and exit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing recordings."),
-    threads: int = typer.Option(1, "--threads", help="Torch threads for the network (1 measured fastest for small blocks)."),
+    threads: int = typer.Option(1, "--threads", help="Threads for the network (see the README for what 2 gives)."),
 ) -> None:
     """Separate as audio arrives: acquire -> process -> reconstruct -> play/record, one thread each.
 
     File recordings are latency-compensated: sample i of each stem is sample i of the input."""
     import threading
 
-    import torch
     from rich.live import Live
 
     from ..audio import open_audio
-    from ..checkpoint import registry
     from ..live import Player, Recorder, device_source, file_source, parse_gains, status_table
     from ..live import list_devices as device_list
-    from ..separator import Separator, output_groups
+    from ..reconstruct import output_groups
+    from ..registry import registry
+    from ..separator import Separator
     from ..stream import StreamPipeline, latency_samples
 
     try:
@@ -52,10 +53,9 @@ def stream(
             _fail("give an audio file or --input-device N (not both)", 2)
         if record is None and output_device is None and input_device is None and not play and not gains:
             _fail("nothing to do: give --record DIR and/or --output-device N", 2)
-        torch.set_num_threads(threads)
-        if checkpoint is None and "lowlatency" in registry():
+        if checkpoint is None and "lowlatency" in registry()["models"]:
             checkpoint = "lowlatency"
-        separator = Separator.from_checkpoint(checkpoint)
+        separator = Separator.from_checkpoint(checkpoint, runtime, threads)
         names = list(separator.sources)
         stem_gains = parse_gains(gains, play, names)
         mask = mask or separator.default_mask
@@ -86,7 +86,7 @@ def stream(
             pipeline = StreamPipeline(separator, output_groups(separator.sources), mask, channels, blocks, sinks,
                                       live=pace)
             pipeline.stop = stop
-            latency_ms = 1000 * (latency_samples(separator.model, separator.stft) + block) / rate
+            latency_ms = 1000 * (latency_samples(separator.engine, separator.stft) + block) / rate
             interrupted = 0  # the exit status a signal asks for
             try:
                 with Live(status_table(pipeline.stats, stem_gains, block / rate, latency_ms), console=console,

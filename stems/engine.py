@@ -1,0 +1,149 @@
+"""Mask engines: what runs the network for the separator and the stream, and how one is loaded.
+
+An engine maps mix magnitudes to mask logits, offline over a range of frames or streaming with a
+state that it hands back (the time caches of `stems.model.TimeCaches`). Two implement it: the
+ONNX Runtime engine here (numpy in and out, no torch: what `stems separate` and `stems stream`
+ship with) and the torch engine of `stems.torch_engine` (training, validation, `--runtime torch`).
+`load_engine` picks one by the model file's suffix through `ENGINES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import registry
+from .config import STFTConfig
+from .errors import StemsError
+
+
+class MaskEngine(Protocol):
+    """The network's interface to the inference pipeline.
+
+    Attributes:
+        card: the model's card (sources, STFT, training, metrics, "path", "sha256").
+        stft: its STFT settings.
+        sources: the stems it predicts, in output order.
+        audio_channels: channels it takes (mono input is fed twice).
+        n_bins: STFT bins.
+        past, lookahead: input frames before and after a frame that its mask depends on.
+    """
+
+    card: dict[str, Any]
+    stft: STFTConfig
+    sources: tuple[str, ...]
+    audio_channels: int
+    n_bins: int
+    past: int
+    lookahead: int
+
+    def logits(self, mix_mag: np.ndarray) -> np.ndarray:
+        """(channels, bins, frames) magnitudes, frames >= past + lookahead + 1 -> (sources,
+        channels, bins, frames - past - lookahead) float32 logits; output j is input frame j + past."""
+
+    def zero_state(self) -> list:
+        """A streaming state of the right shapes, all zeros."""
+
+    def step(self, mix_mag: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        """Streaming: (channels, bins, n) new frames -> ((sources, channels, bins, n) logits of the
+        frames `lookahead` before each new one, the next state)."""
+
+
+def window_frames(engine: MaskEngine) -> int:
+    return engine.past + engine.lookahead + 1
+
+
+def silent_state(engine: MaskEngine) -> list:
+    """The streaming state after an endless run of silent (zero-magnitude) frames, as the offline
+    pipeline sees before a signal: zeros, then one window of silence pushed through (every cache
+    then holds what silence makes of it, whatever it held before)."""
+    silence = np.zeros((engine.audio_channels, engine.n_bins, window_frames(engine)), dtype=np.float32)
+    return engine.step(silence, engine.zero_state())[1]
+
+
+class OnnxEngine:
+    """A model exported by `stems.export` run by ONNX Runtime.
+
+    The graph takes `mix_mag` (1, channels, bins, frames) and one cache per time-valid layer,
+    and returns `logits` and the next caches; caches of zero frames give the offline forward.
+
+    Args:
+        path: the .onnx file (checked by `registry.verify`).
+        threads: intra-op threads (None: ONNX Runtime's default, one per core).
+        device: "cpu", or "cuda" through ONNX Runtime's CUDA provider where it is installed.
+    """
+
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu"):
+        import onnxruntime
+
+        digest = registry.verify(path)
+        options = onnxruntime.SessionOptions()
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                raise StemsError(f"{path}: --device cuda needs onnxruntime-gpu (or --runtime torch with a CUDA torch)")
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+            card = json.loads(self.session.get_modelmeta().custom_metadata_map["stems_card"])
+        except Exception as error:  # onnxruntime raises its own types for foreign or broken files
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise StemsError(f"{path}: not a readable stems ONNX model ({first[:160]})") from None
+        self.card = card | {"path": str(path), "sha256": digest}
+        self.stft = STFTConfig(**card["stft"])
+        self.sources = tuple(card["sources"])
+        self.audio_channels = card["audio_channels"]
+        self.n_bins = self.stft.n_bins
+        self.past, self.lookahead = card["past"], card["lookahead"]
+        self.state_names = [i.name for i in self.session.get_inputs()[1:]]
+        self.state_shapes = [tuple(shape) for shape in card["state_shapes"]]
+        self.empty = [np.zeros((*shape[:-1], 0), dtype=np.float32) for shape in self.state_shapes]
+
+    def _run(self, mix_mag: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        feed = {"mix_mag": np.ascontiguousarray(mix_mag[None], dtype=np.float32)}
+        feed.update(zip(self.state_names, state))
+        logits, *state = self.session.run(None, feed)
+        return logits[0], state
+
+    def logits(self, mix_mag: np.ndarray) -> np.ndarray:
+        return self._run(mix_mag, self.empty)[0]
+
+    def zero_state(self) -> list:
+        return [np.zeros(shape, dtype=np.float32) for shape in self.state_shapes]
+
+    def step(self, mix_mag: np.ndarray, state: list) -> tuple[np.ndarray, list]:
+        return self._run(mix_mag, state)
+
+
+ENGINES = {"onnx": "stems.engine:OnnxEngine", "torch": "stems.torch_engine:TorchEngine.from_file"}
+
+
+def load_engine(name_or_path: str | Path | None = None, runtime: str | None = None, threads: int | None = None,
+                device: str = "cpu") -> MaskEngine:
+    """A registry name ("default" when None) or a model file -> its engine.
+
+    `runtime` ("onnx" or "torch") picks a registered model's file; a file's suffix says which it
+    is. CUDA takes the torch runtime unless "onnx" is asked for."""
+    if runtime is None and device.startswith("cuda"):
+        runtime = "torch"
+    path = registry.resolve(name_or_path, runtime)
+    if not path.exists() and path.suffix not in registry.SUFFIXES.values():
+        names = ", ".join(sorted(registry.registry()["models"])) or "none"
+        raise StemsError(f"{name_or_path}: no such model (not a file, nor a registered name: {names})")
+    kind = registry.runtime_of(path)
+    module, _, attribute = ENGINES[kind].partition(":")
+    try:
+        factory: Any = importlib.import_module(module)
+    except ImportError as error:
+        raise StemsError(f"{path}: the {kind} runtime is not installed ({error.name} is missing; "
+                         f"pip install 'stems[train]' brings torch)") from None
+    for part in attribute.split("."):
+        factory = getattr(factory, part)
+    return factory(path, threads=threads, device=device)

@@ -1,0 +1,98 @@
+"""Export a torch network to the ONNX model that inference ships with, and register models.
+
+The graph is the network's one forward with its time caches as inputs and outputs (see
+`stems.model.TimeCaches`), BatchNorm folded: `mix_mag` (1, channels, bins, frames) and `state<i>`
+(1, ..., reach_i) in, `logits` and `next_state<i>` out. Caches of zero frames make it the
+offline forward, caches of `reach` frames a streaming step. The model's card travels in the ONNX
+metadata (`stems_card`), with the frames its window reaches back (`past`) and ahead (`lookahead`)
+and the shapes of the streaming caches (`state_shapes`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .bag import MaskBag
+from .config import STFTConfig
+from .model import MaskNet, TimeCaches
+from .registry import CHECKPOINT_DIR, registry, sha256_of, write_registry
+
+OPSET = 17
+
+
+class _Graph(torch.nn.Module):
+    """forward(mix_mag, *state) -> (logits, *next_state), the exported signature."""
+
+    def __init__(self, model: MaskNet | MaskBag):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mix_mag: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        caches = TimeCaches(state)
+        logits = self.model(mix_mag, caches)
+        return (logits, *caches.outgoing)
+
+
+def onnx_card(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any]) -> dict[str, Any]:
+    """What an ONNX engine needs to know beside the graph, with the checkpoint's card."""
+    kept = {k: v for k, v in card.items() if k not in ("path", "sha256")}
+    return kept | {"sources": list(model.sources), "audio_channels": model.config.audio_channels,
+                   "stft": {"sample_rate": stft.sample_rate, "n_fft": stft.n_fft, "hop_length": stft.hop_length},
+                   "past": model.past, "lookahead": model.lookahead,
+                   "state_shapes": [list(shape) for shape in model.state_shapes()]}
+
+
+def export_onnx(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any], directory: Path, name: str) -> Path:
+    """Write `directory/name-<sha8>.onnx` atomically and return its path."""
+    import onnx
+
+    network = copy.deepcopy(model).cpu().eval().fold_batchnorm()
+    shapes = network.state_shapes()
+    names = [f"state{i}" for i in range(len(shapes))]
+    example = (torch.rand(1, network.config.audio_channels, network.n_bins, network.window_frames + 4),
+               *(torch.zeros(shape) for shape in shapes))
+    dynamic = {"mix_mag": {3: "frames"}, "logits": {4: "outputs"}}
+    dynamic.update({n: {len(shape) - 1: f"reach{i}"} for i, (n, shape) in enumerate(zip(names, shapes))})
+    directory.mkdir(parents=True, exist_ok=True)
+    temporary = directory / f".{name}.onnx.tmp"
+    try:
+        with warnings.catch_warnings():  # the TorchScript exporter (dynamic slices) warns that it is the old one
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Graph(network), example, str(temporary), input_names=["mix_mag", *names],
+                              output_names=["logits", *(f"next_{n}" for n in names)], dynamic_axes=dynamic,
+                              opset_version=OPSET, dynamo=False)
+        graph = onnx.load(str(temporary))
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = "stems_card", json.dumps(onnx_card(network, stft, card), sort_keys=True)
+        onnx.save(graph, str(temporary))
+        final = directory / f"{name}-{sha256_of(temporary)[:8]}.onnx"
+        os.replace(temporary, final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def register(name: str, files: dict[str, Path], directory: Path | None = None) -> None:
+    """Record `files` ({runtime: path in the directory}) as model `name` in the registry, with
+    their sha256, removing the files they replace."""
+    directory = directory or CHECKPOINT_DIR
+    content = registry(directory)
+    old = content["models"].get(name, {})
+    entry = dict(old)
+    for runtime, path in files.items():
+        entry[runtime] = path.name
+        content["sha256"][path.name] = sha256_of(path)
+    for runtime, file in old.items():
+        if entry.get(runtime) != file:
+            (directory / file).unlink(missing_ok=True)
+            content["sha256"].pop(file, None)
+    content["models"][name] = entry
+    write_registry(content, directory)

@@ -1,0 +1,109 @@
+"""The shipped models: which files a name stands for, where they live, and their checksums.
+
+`registry.json` in CHECKPOINT_DIR maps each name to its files, one per runtime, and records the
+sha256 of every file:
+
+    {"models": {"default": {"onnx": "default-1a2b3c4d.onnx", "torch": "default-19d42199.pt"}},
+     "sha256": {"default-1a2b3c4d.onnx": "1a2b3c4d...", "default-19d42199.pt": "19d42199..."}}
+
+Every model file carries the first 8 hex digits of its sha256 in its name (`name-<sha8>.<ext>`,
+as Demucs names its weights); `verify` checks that, and the registry's full sha256 where the file
+is listed, before a file is read. Nothing here imports torch or onnxruntime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from .errors import StemsError
+
+REGISTRY = "registry.json"
+RUNTIMES = ("onnx", "torch")  # in order of preference
+SUFFIXES = {"onnx": ".onnx", "torch": ".pt"}
+_SHA_NAME = re.compile(r"-([0-9a-f]{8})\.(pt|onnx)$")
+
+
+def _checkpoint_dir() -> Path:
+    """STEMS_CHECKPOINT_DIR, else the models inside an installed package (stems/checkpoints),
+    else the repository's top-level checkpoints/ (an editable install)."""
+    if "STEMS_CHECKPOINT_DIR" in os.environ:
+        return Path(os.environ["STEMS_CHECKPOINT_DIR"])
+    packaged = Path(__file__).resolve().parent / "checkpoints"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+CHECKPOINT_DIR = _checkpoint_dir()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def registry(directory: Path | None = None) -> dict:
+    """{"models": {name: {runtime: file}}, "sha256": {file: hex digest}} (empty without a registry)."""
+    path = (directory or CHECKPOINT_DIR) / REGISTRY
+    if not path.is_file():
+        return {"models": {}, "sha256": {}}
+    try:
+        content = json.loads(path.read_text())
+        return {"models": dict(content["models"]), "sha256": dict(content["sha256"])}
+    except (ValueError, KeyError, TypeError):
+        raise StemsError(f"{path}: not a stems model registry") from None
+
+
+def write_registry(content: dict, directory: Path | None = None) -> None:
+    path = (directory or CHECKPOINT_DIR) / REGISTRY
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def resolve(name_or_path: str | Path | None, runtime: str | None = None) -> Path:
+    """A registry name ("default" when None) or a file path -> the model file.
+
+    For a name, `runtime` picks the file ("onnx" or "torch"); None takes the first of RUNTIMES
+    the name has a file for."""
+    name = "default" if name_or_path is None else str(name_or_path)
+    models = registry()["models"]
+    if name in models:
+        files = models[name]
+        choices = [runtime] if runtime else [r for r in RUNTIMES if r in files]
+        for choice in choices:
+            if choice in files:
+                return CHECKPOINT_DIR / files[choice]
+        raise StemsError(f"{CHECKPOINT_DIR / REGISTRY}: model '{name}' has no {runtime} file")
+    if name_or_path is None:
+        raise StemsError(f"{CHECKPOINT_DIR / REGISTRY}: no default model is registered")
+    return Path(name_or_path)
+
+
+def verify(path: Path) -> str:
+    """Check a model file against the sha8 in its name and, where the registry lists it, the full
+    sha256; returns its sha256. Errors name the file and the problem."""
+    if not path.is_file():
+        raise StemsError(f"{path}: model file not found")
+    digest = sha256_of(path)
+    match = _SHA_NAME.search(path.name)
+    if match and not digest.startswith(match.group(1)):
+        raise StemsError(f"{path}: sha256 does not match its name (corrupt or altered file)")
+    if path.resolve().parent == CHECKPOINT_DIR.resolve():
+        expected = registry()["sha256"].get(path.name)
+        if expected is not None and expected != digest:
+            raise StemsError(f"{path}: sha256 does not match {REGISTRY} (corrupt or altered file)")
+    return digest
+
+
+def runtime_of(path: Path) -> str:
+    """The runtime a model file is for, by its suffix."""
+    for runtime, suffix in SUFFIXES.items():
+        if path.suffix == suffix:
+            return runtime
+    raise StemsError(f"{path}: not a model file (expected {' or '.join(SUFFIXES.values())})")
