@@ -28,7 +28,25 @@ from .errors import StemsError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".mp4", ".aac", ".aiff", ".aif", ".opus", ".wma", ".webm", ".mkv")
 SOUNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-OUTPUT_FORMATS = ("wav", "flac", "mp3")
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How StemWriter writes a format: libsndfile's container and subtype (16-bit, and with
+    --float), then, if given, the ffmpeg arguments that encode the finished file into the format."""
+
+    container: str
+    subtype: str
+    float_subtype: str
+    ffmpeg: tuple[str, ...] = ()
+
+
+ENCODINGS = {
+    "wav": Encoding("WAV", "PCM_16", "FLOAT"),
+    "flac": Encoding("FLAC", "PCM_16", "PCM_24"),
+    "mp3": Encoding("WAV", "FLOAT", "FLOAT", ("-codec:a", "libmp3lame", "-b:a", "320k")),
+}
+OUTPUT_FORMATS = tuple(ENCODINGS)  # one file per stem; writers.FORMATS adds the formats of other writers
 FFMPEG_TIMEOUT_S = 3600
 # One STFT window: anything shorter has no frame of its own to mask, only padding.
 MIN_SECONDS = STFTConfig().n_fft / STFTConfig().sample_rate
@@ -302,40 +320,38 @@ def _pcm16(samples: np.ndarray) -> np.ndarray:
 
 
 def temporary_path(target: Path, fmt: str) -> Path:
-    """Where a StemWriter writes `target` until it commits (mp3 is written as wav, then encoded)."""
-    return target.with_name(f".{target.name}.part.{'wav' if fmt == 'mp3' else fmt}")
+    """Where a StemWriter writes `target` until it commits (in its container: mp3 is written as
+    wav, then encoded)."""
+    return target.with_name(f".{target.name}.part.{ENCODINGS[fmt].container.lower() if fmt in ENCODINGS else fmt}")
 
 
 class StemWriter:
     """Writes one output file block by block under a temporary name; `commit` renames it into
-    place, `abort` removes it. Counts samples clipped to [-1, 1] for integer formats."""
+    place, `abort` removes it. Counts samples clipped to [-1, 1] for integer and encoded formats.
+    `fmt` is a key of ENCODINGS."""
 
     def __init__(self, target: Path, sample_rate: int, channels: int, fmt: str, float_output: bool = False):
         if fmt not in OUTPUT_FORMATS:
             raise StemsError(f"{target}: unknown output format '{fmt}' (choose from {', '.join(OUTPUT_FORMATS)})")
         self.target = target
         self.fmt = fmt
+        self.encoding = ENCODINGS[fmt]
         self.clipped = 0
-        self.integer = not float_output or fmt != "wav"
         self.temporary = temporary_path(target, fmt)
-        if fmt == "wav":
-            subtype = "FLOAT" if float_output else "PCM_16"
-        elif fmt == "flac":
-            subtype = "PCM_24" if float_output else "PCM_16"
-        else:
-            subtype = "FLOAT"
+        subtype = self.encoding.float_subtype if float_output else self.encoding.subtype
+        self.clips = subtype != "FLOAT" or bool(self.encoding.ffmpeg)
         self.sample_rate = sample_rate
         self.pcm16 = subtype == "PCM_16"
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.handle = sf.SoundFile(str(self.temporary), "w", sample_rate, channels, subtype,
-                                       format="WAV" if fmt != "flac" else "FLAC")
+                                       format=self.encoding.container)
         except (OSError, sf.LibsndfileError, RuntimeError) as error:
             raise StemsError(f"{target}: cannot write output ({getattr(error, 'strerror', None) or error})") from None
 
     def write(self, block: np.ndarray) -> None:
         """block: (channels, samples) float32."""
-        if (self.integer or self.fmt == "mp3") and (block.max(initial=0.0) > 1.0 or block.min(initial=0.0) < -1.0):
+        if self.clips and (block.max(initial=0.0) > 1.0 or block.min(initial=0.0) < -1.0):
             self.clipped += int((np.abs(block) > 1.0).sum())
             block = np.clip(block, -1.0, 1.0)
         # 16-bit samples are converted here exactly as libsndfile does (floor(x * 32768), clipped):
@@ -353,12 +369,12 @@ class StemWriter:
     def finish(self) -> None:
         """Close the temporary file (and encode it, for mp3): what is left is one rename."""
         self.handle.close()
-        if self.fmt != "mp3":
+        if not self.encoding.ffmpeg:
             return
-        encoded = self.target.with_name(f".{self.target.name}.part.mp3")
+        encoded = self.target.with_name(f".{self.target.name}.part.{self.fmt}")
         with self._aborted_on_os_error():
             try:
-                run_ffmpeg(["-i", str(self.temporary), "-codec:a", "libmp3lame", "-b:a", "320k", str(encoded)], self.target)
+                run_ffmpeg(["-i", str(self.temporary), *self.encoding.ffmpeg, str(encoded)], self.target)
             except BaseException:
                 encoded.unlink(missing_ok=True)  # what ffmpeg wrote before it failed or was stopped
                 raise
@@ -409,8 +425,9 @@ def signals_deferred() -> Iterator[None]:
 
 
 class StemFiles:
-    """One StemWriter per stem. `write` takes {stem: (channels, samples)} blocks, `commit` puts
-    every file in place and returns {stem: path}, `abort` removes every temporary."""
+    """The writers.Writer of wav, flac and mp3: one StemWriter per stem. `write` takes
+    {stem: (channels, samples)} blocks, `commit` puts every file in place and returns
+    {stem: path}, `abort` removes every temporary."""
 
     def __init__(self, targets: dict[str, Path], sample_rate: int, channels: int, fmt: str, float_output: bool = False):
         self.writers: dict[str, StemWriter] = {}

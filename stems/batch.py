@@ -1,19 +1,35 @@
-"""Which inputs a batch separates, under which track names, and how a catalog is split into shards.
+"""Batches: which inputs a batch separates, under which track names, how a catalog is split into
+shards, and the runner (`Batch`) that separates them with a manifest and skip-existing.
 
 A shard `i/n` takes every n-th file, starting at the (i-1)-th, of the sorted, de-duplicated list
 of absolute paths, so n machines given the same inputs (a SLURM job array, a Kubernetes indexed
 job, GNU parallel) share a catalog out without a coordinator. Track names are given over the
 whole list before it is split, so two files with one name get the same distinct names on every
 machine.
+
+    batch = Batch(["/music"], shard="3/8")
+    results = batch.run(Separator.from_checkpoint(), "/stems", manifest="manifests/3.jsonl", skip_existing=True)
+
+is `stems separate /music -o /stems --shard 3/8 --manifest manifests/3.jsonl --skip-existing`
+without the progress display: the CLI runs the same `Batch`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import threading
+import time
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
-from .files import track_name
+from .audio import find_audio_files
+from .errors import Interrupted, StemsError
+from .files import FileResult, separate_file, track_name
+from .manifest import Manifest
+from .separator import Separator
 
 Shard = tuple[int, int]  # (index from 1, count)
 
@@ -46,3 +62,107 @@ def batch_tracks(files: list[Path], shard: Shard | None = None) -> list[tuple[Pa
     index, count = shard
     catalog = sorted({Path(os.path.abspath(path)) for path in files})
     return name_tracks(catalog)[index - 1:: count]
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """For the block, SIGTERM raises Interrupted where it is at its default (which would end the
+    process at once, leaving temporaries), so it unwinds the writers as SIGINT's KeyboardInterrupt
+    does. Handlers someone installed (the CLI's) are left alone, as is every thread but the main one."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class Batch:
+    """Many inputs separated into one output directory, in bounded memory, one model load.
+
+    Args:
+        inputs: audio files and folders (searched recursively, sorted).
+        shard: (i, n) or "i/n": only the shard's part of the inputs (see the module's docstring).
+
+    Attributes:
+        files: every audio file found in `inputs`.
+        tracks: (file, track name) of each file this batch (this shard) separates, in order.
+        problems: (input, why) of each input that is neither an audio file nor a folder holding one.
+    """
+
+    def __init__(self, inputs: Iterable[Path | str], shard: Shard | str | None = None):
+        self.shard = parse_shard(shard) if isinstance(shard, str) else shard
+        self.files, self.problems = find_audio_files([Path(p).expanduser() for p in inputs])
+        self.tracks = batch_tracks(self.files, self.shard)
+
+    def run(
+        self,
+        separator: Separator,
+        out_dir: Path | str,
+        *,
+        manifest: Manifest | Path | str | None = None,
+        on_start: Callable[[Path], None] | None = None,
+        progress: Callable[[Path, int, int], None] | None = None,
+        on_result: Callable[[FileResult], None] | None = None,
+        on_error: Callable[[Path, Exception], None] | None = None,
+        **options,
+    ) -> list[FileResult]:
+        """Separate every track in order with `files.separate_file(separator, path, out_dir,
+        track=name, **options)`; options: stems, two_stems, mask, fmt, template, float_output,
+        codec, overwrite, skip_existing. Returns one FileResult per track.
+
+        A file that fails becomes a failed result (`error`: its one line) and the batch goes on;
+        so does one that fails unexpectedly (not a StemsError), after `on_error(path, error)`,
+        which is called inside the `except` (the CLI prints the traceback there).
+
+        Args:
+            manifest: a .jsonl path (appended to; created with its folder) or an open Manifest:
+                each result's line is added as it finishes. A manifest that cannot be opened or
+                written raises StemsError and stops the batch.
+            on_start: called with each input before it is read.
+            progress: called with (input, samples done, samples in all) as it is separated.
+            on_result: called with each result, after its manifest line.
+
+        SIGINT (KeyboardInterrupt) and SIGTERM (Interrupted, where it is at its default) stop
+        the batch by unwinding it: finished outputs and their manifest lines stay, the file in
+        progress leaves nothing.
+        """
+        out_dir = Path(out_dir)
+        with contextlib.ExitStack() as stack:
+            log = manifest
+            if log is not None and not isinstance(log, Manifest):
+                log = stack.enter_context(Manifest(Path(log)))
+            stack.enter_context(sigterm_unwinds())
+            results = []
+            for path, name in self.tracks:
+                result = self._separate(separator, path, name, out_dir, on_start, progress, on_error, options)
+                results.append(result)
+                if log is not None:
+                    log.add(result)
+                if on_result is not None:
+                    on_result(result)
+        return results
+
+    @staticmethod
+    def _separate(separator: Separator, path: Path, name: str, out_dir: Path, on_start, progress, on_error,
+                  options: dict) -> FileResult:
+        if on_start is not None:
+            on_start(path)
+        started = time.perf_counter()
+        report = None if progress is None else (lambda done, total: progress(path, done, total))
+        try:
+            return separate_file(separator, path, out_dir, track=name, progress=report, **options)
+        except StemsError as error:
+            result = FileResult(path, error=str(error))
+        except Exception as error:  # an unexpected failure of one file must not stop the batch
+            if on_error is not None:
+                on_error(path, error)
+            result = FileResult(path, error=f"{path}: {type(error).__name__}: {error}")
+        result.seconds = time.perf_counter() - started
+        return result

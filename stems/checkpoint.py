@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_path
 from .bag import MaskBag
 from .config import STFTConfig, config_from_dict
 from .errors import StemsError
@@ -62,15 +62,10 @@ def save_checkpoint(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, 
         **card,
     }
     payload = {"format": FORMAT, "card": json.dumps(full_card, sort_keys=True), "state_dict": model.state_dict()}
-    temporary = directory / f".{name}.tmp"
-    try:
+    written = atomic_path(lambda temporary: directory / f"{name}-{sha256_of(temporary)[:8]}.pt", directory / f".{name}.tmp")
+    with written as temporary:
         torch.save(payload, temporary)
-        final = directory / f"{name}-{sha256_of(temporary)[:8]}.pt"
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return final
+    return written.final
 
 
 def read_card(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

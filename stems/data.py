@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from .atomic import atomic_path
 from .audio import load
 from .config import SOURCES
 from .errors import StemsError
@@ -49,9 +50,8 @@ def _cached(cache_dir: Path, kind: str, key: str, decode) -> np.ndarray:
         path.parent.mkdir(parents=True, exist_ok=True)
         # one temporary per process: DDP ranks filling a cold cache side by side each rename a
         # complete file into place (a shared temporary name let one rank rename another's half-written file)
-        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(temporary, stems)
-        temporary.replace(path)
+        with atomic_path(path, path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")) as temporary:
+            np.save(temporary, stems)
     return np.load(path, mmap_mode="r")
 
 

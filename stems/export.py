@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_path
 from .bag import MaskBag
 from .config import STFTConfig
 from .model import MaskNet, TimeCaches
@@ -61,8 +61,8 @@ def export_onnx(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any]
     dynamic = {"mix_mag": {3: "frames"}, "logits": {4: "outputs"}}
     dynamic.update({n: {len(shape) - 1: f"reach{i}"} for i, (n, shape) in enumerate(zip(names, shapes))})
     directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f".{name}.onnx.tmp"
-    try:
+    written = atomic_path(lambda temporary: directory / f"{name}-{sha256_of(temporary)[:8]}.onnx", directory / f".{name}.onnx.tmp")
+    with written as temporary:
         with warnings.catch_warnings():  # the TorchScript exporter (dynamic slices) warns that it is the old one
             warnings.simplefilter("ignore")
             torch.onnx.export(_Graph(network), example, str(temporary), input_names=["mix_mag", *names],
@@ -72,12 +72,7 @@ def export_onnx(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any]
         entry = graph.metadata_props.add()
         entry.key, entry.value = "stems_card", json.dumps(onnx_card(network, stft, card), sort_keys=True)
         onnx.save(graph, str(temporary))
-        final = directory / f"{name}-{sha256_of(temporary)[:8]}.onnx"
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return final
+    return written.final
 
 
 def register(name: str, files: dict[str, Path], directory: Path | None = None) -> None:

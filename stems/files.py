@@ -1,8 +1,8 @@
 """File to files: read blocks, separate, write every stem atomically.
 
 Output paths come from one naming function (`output_path`); a template that would escape the
-output directory is refused. With the format stem.mp4 all stems go into one NI Stem file, whose
-`{stem}` in the template is "stems".
+output directory is refused. Writers come from the format registry (`writers.FORMATS`); with the
+format stem.mp4 all stems go into one NI Stem file, whose `{stem}` in the template is "stems".
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .audio import StemFiles, open_audio, read_block
+from .audio import open_audio, read_block
 from .errors import StemsError
 from .reconstruct import output_groups
 from .separator import Separator
-from .stemmp4 import NI_STEMS, STEM_MP4, STREAMS, StemMP4Writer
-
-DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
-STEM_MP4_TEMPLATE = "{track}.{ext}"
+from .writers import output_format
 
 
 def track_name(path: Path) -> str:
@@ -95,21 +92,20 @@ def separate_file(
     only some exist (a batch killed between two renames; SIGINT and SIGTERM wait for them) the
     file is separated again and they are replaced.
 
-    `fmt` is wav, flac, mp3 or stem.mp4 (one file: the input's mix, then the four stems, encoded
-    with `codec`: aac or alac); `template` defaults to DEFAULT_TEMPLATE (STEM_MP4_TEMPLATE)."""
+    `fmt` is a format of `writers.FORMATS`: wav, flac, mp3 or stem.mp4 (one file: the input's mix,
+    then the four stems, encoded with `codec`: aac or alac); `template` defaults to the format's
+    (writers.DEFAULT_TEMPLATE, or BUNDLE_TEMPLATE for stem.mp4)."""
     started = time.perf_counter()
     groups = output_groups(separator.sources, stems, two_stems)
     mask = mask or separator.default_mask
     track = track or track_name(path)
-    stem_file = fmt == STEM_MP4
-    template = template or (STEM_MP4_TEMPLATE if stem_file else DEFAULT_TEMPLATE)
-    if stem_file and sorted(groups) != sorted(NI_STEMS):
-        raise StemsError(f"{path}: a .stem.mp4 holds {', '.join(NI_STEMS)}, not {', '.join(groups)}")
-    names = ["stems"] if stem_file else groups
+    output = output_format(fmt)
+    template = template or output.template
+    output.check(groups, path)
+    names = output.file_names(groups)
     targets = {name: output_path(out_dir, template, track, name, fmt) for name in names}
     if skip_existing and all(t.is_file() for t in targets.values()):
-        outputs = {stream: targets["stems"] for stream in STREAMS} if stem_file else targets
-        return FileResult(path, outputs=outputs, skipped=True, seconds=time.perf_counter() - started)
+        return FileResult(path, outputs=output.outputs(targets), skipped=True, seconds=time.perf_counter() - started)
     if not (overwrite or skip_existing):
         existing = [str(t) for t in targets.values() if t.exists()]
         if existing:
@@ -117,16 +113,14 @@ def separate_file(
     with open_audio(path, separator.sample_rate) as (handle, info):
         result = FileResult(path, duration=info.duration,
                             resampled_from=info.original_rate if info.original_rate != info.sample_rate else None)
-        if stem_file:
-            writer = StemMP4Writer(targets["stems"], info.sample_rate, codec, tags_from=path)
-        else:
-            writer = StemFiles(targets, info.sample_rate, info.channels, fmt, float_output)
+        writer = output.open(targets, info.sample_rate, info.channels, float_output=float_output, codec=codec,
+                             tags_from=path)
         try:
             for chunk in separator.iter_chunks(lambda a, b: read_block(handle, a, b, path), info.frames,
                                                info.channels, groups, mask):
                 stop = chunk.start + next(iter(chunk.stems.values())).shape[-1]
                 blocks = chunk.stems
-                if stem_file:  # NI's first stream is the input's own mix, sample-aligned with the stems
+                if output.mix:  # e.g. NI's first stream: the input's own mix, sample-aligned with the stems
                     blocks = {"mix": read_block(handle, chunk.start, stop, path), **blocks}
                 writer.write(blocks)
                 if progress is not None:

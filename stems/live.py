@@ -15,8 +15,9 @@ from typing import Iterator
 import numpy as np
 from rich.table import Table
 
-from .audio import StemWriter, read_block
+from .audio import read_block
 from .errors import StemsError
+from .writers import output_format
 
 
 def sounddevice_module():
@@ -92,30 +93,41 @@ def device_source(device: int, channels: int, block: int, sample_rate: int, stop
                 continue
 
 
-class Recorder:
-    """Writes every stem (and the gained remix, when gains are not all one) under `directory`,
-    atomically; `close` commits complete files, `abort` removes them."""
+def recording_paths(directory: Path, names: list[str], fmt: str, remixed: bool) -> dict[str, Path]:
+    """{file name: path} of what a Recorder writes in format `fmt`: DIR/<stem>.<fmt> per stem and
+    DIR/remix.<fmt> when `remixed`; in a format whose one file holds every stream, DIR/stems.stem.mp4
+    (the remix, or the sum of the stems, is its master stream)."""
+    output = output_format(fmt)
+    file_names = output.file_names(names) + (["remix"] if remixed and not output.mix else [])
+    return {name: directory / f"{name}.{fmt}" for name in file_names}
 
-    def __init__(self, directory: Path, names: list[str], channels: int, sample_rate: int, gains: dict[str, float]):
+
+class Recorder:
+    """Writes every stem (and the gained remix, when gains are not all one) under `directory` in
+    any format of `writers.FORMATS`, atomically through one Writer; `close` commits complete
+    files, `abort` removes them."""
+
+    def __init__(self, directory: Path, names: list[str], channels: int, sample_rate: int, gains: dict[str, float],
+                 fmt: str = "wav"):
         self.gains = gains
-        self.writers = {name: StemWriter(directory / f"{name}.wav", sample_rate, channels, "wav") for name in names}
-        if any(g != 1.0 for g in gains.values()):
-            self.writers["remix"] = StemWriter(directory / "remix.wav", sample_rate, channels, "wav")
+        self.output = output_format(fmt)
+        self.output.check(names, directory)
+        self.remixed = any(g != 1.0 for g in gains.values())
+        self.writer = self.output.open(recording_paths(directory, names, fmt, self.remixed), sample_rate, channels)
 
     def __call__(self, stems: dict[str, np.ndarray]) -> None:
-        for name, block in stems.items():
-            self.writers[name].write(block)
-        if "remix" in self.writers:
-            self.writers["remix"].write(remix(stems, self.gains))
+        blocks = dict(stems)
+        if self.output.mix:  # what is heard is the file's master stream
+            blocks = {"mix": remix(stems, self.gains), **blocks}
+        elif self.remixed:
+            blocks["remix"] = remix(stems, self.gains)
+        self.writer.write(blocks)
 
     def close(self) -> list[Path]:
-        for writer in self.writers.values():
-            writer.commit()
-        return [w.target for w in self.writers.values()]
+        return list(dict.fromkeys(self.writer.commit().values()))
 
     def abort(self) -> None:
-        for writer in self.writers.values():
-            writer.abort()
+        self.writer.abort()
 
 
 class Player:

@@ -14,24 +14,13 @@ seconds is the wall time spent on the input. Paths are absolute.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from .errors import StemsError
 from .files import FileResult
-
-HASH_BLOCK = 1 << 20  # bytes read at a time when hashing an output
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
+from .registry import sha256_of
 
 def manifest_line(result: FileResult) -> dict:
     """The JSON object of one input (see the module's docstring)."""

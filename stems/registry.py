@@ -19,6 +19,7 @@ import os
 import re
 from pathlib import Path
 
+from .atomic import atomic_path
 from .errors import StemsError
 
 REGISTRY = "registry.json"
@@ -40,6 +41,7 @@ CHECKPOINT_DIR = _checkpoint_dir()
 
 
 def sha256_of(path: Path) -> str:
+    """The hex sha256 of a file, read 1 MiB at a time (model files, manifest outputs)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -60,10 +62,8 @@ def registry(directory: Path | None = None) -> dict:
 
 
 def write_registry(content: dict, directory: Path | None = None) -> None:
-    path = (directory or CHECKPOINT_DIR) / REGISTRY
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    with atomic_path((directory or CHECKPOINT_DIR) / REGISTRY) as temporary:
+        temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def resolve(name_or_path: str | Path | None, runtime: str | None = None) -> Path:

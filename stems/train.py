@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from . import spectral
+from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config, SOURCES
 from .data import ExcerptSampler, Song, musdb_songs, stem_folder_songs
@@ -120,13 +121,8 @@ def _device_of(model: MaskNet) -> torch.device:
 
 
 def _atomic_save(payload: dict, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as temporary:  # disk full, interrupt: the previous save stays whole
         torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except BaseException:  # disk full, interrupt: the previous save stays whole
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 class _SamplerStream(torch.utils.data.IterableDataset):

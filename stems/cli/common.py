@@ -1,22 +1,16 @@
-"""What every command shares: the typer app and the one-line error."""
+"""What every command shares: the typer app, the one-line error and Interrupted (stems.errors)."""
 
 from __future__ import annotations
 
 import typer
 from rich.console import Console
 
+from ..errors import Interrupted
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Split music into drums, bass, other and vocals.")
 console = Console(stderr=True, soft_wrap=True)
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM (raised by `stems.cli.main`'s handlers): a BaseException, so it passes
-    through `except Exception` and click's handlers to unwind every writer."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
+__all__ = ["Interrupted", "app", "console", "fail"]
 
 
 def fail(message: str, code: int = 1) -> None:

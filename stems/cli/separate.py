@@ -1,12 +1,8 @@
-"""`stems separate` and `stems info`."""
+"""`stems separate`: argument parsing, progress display and the summary; `batch.Batch` runs it."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -16,14 +12,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..audio import OUTPUT_FORMATS, find_audio_files
-from ..batch import batch_tracks, parse_shard
+from ..batch import Batch, parse_shard
 from ..errors import StemsError
-from ..files import DEFAULT_TEMPLATE, STEM_MP4_TEMPLATE, FileResult
+from ..files import FileResult
 from ..manifest import Manifest
 from ..masks import MASK_KINDS
 from ..registry import RUNTIMES
-from ..stemmp4 import CODECS, STEM_MP4
+from ..stemmp4 import STEM_MP4
+from ..writers import BUNDLE_TEMPLATE, DEFAULT_TEMPLATE, FORMATS, PER_STEM_FORMATS
 from .common import app, console, fail as _fail
 
 
@@ -59,11 +55,11 @@ def separate(
     out_dir: Path = typer.Option(Path("separated"), "-o", "--out", help="Output directory."),
     preset: Optional[str] = typer.Option(None, "--preset", help="Named defaults; the options you give win. "
                                          + "; ".join(f"{name}: {p}" for name, p in PRESETS.items()) + "."),
-    fmt: Optional[str] = typer.Option(None, "--format", help=f"Output format: {', '.join(OUTPUT_FORMATS)} (default wav), or {STEM_MP4}: "
+    fmt: Optional[str] = typer.Option(None, "--format", help=f"Output format: {', '.join(PER_STEM_FORMATS)} (default wav), or {STEM_MP4}: "
                                       "one Native Instruments Stem file per track (the mix, then drums, bass, other, vocals) for Traktor and Mixxx."),
     codec: Optional[str] = typer.Option(None, "--codec", help=f"Codec of --format {STEM_MP4}: aac (256 kb/s, the default) or alac (lossless)."),
     filename: Optional[str] = typer.Option(None, "--filename", help="Output path template inside the output directory: {track}, {stem}, {ext} "
-                                           f"(default '{DEFAULT_TEMPLATE}', or '{STEM_MP4_TEMPLATE}' for {STEM_MP4})."),
+                                           f"(default '{DEFAULT_TEMPLATE}', or '{BUNDLE_TEMPLATE}' for {STEM_MP4})."),
     stems: Optional[str] = typer.Option(None, "--stems", help="Comma-separated outputs: stems, or no_STEM for all the others summed, "
                                         "e.g. 'vocals', 'drums,bass' or 'no_vocals' (the instrumental)."),
     two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Write STEM and no_STEM (e.g. vocals / no_vocals: karaoke)."),
@@ -89,7 +85,6 @@ def separate(
 
     Exit status 0 only when every file succeeded or was skipped; failures are listed at the end.
     """
-    from ..files import separate_file
     from ..reconstruct import output_groups
     from ..separator import Separator
 
@@ -99,16 +94,17 @@ def separate(
     fmt = fmt or chosen.fmt or "wav"
     if stems is None and two_stems is None:  # --stems and --two-stems each replace the preset's choice of outputs
         stems = chosen.stems
-    if fmt not in (*OUTPUT_FORMATS, STEM_MP4):
-        _fail(f"--format {fmt}: choose from {', '.join(OUTPUT_FORMATS)}, {STEM_MP4}", 2)
-    if codec is not None and fmt != STEM_MP4:
-        _fail(f"--codec applies to --format {STEM_MP4} only", 2)
-    if codec is not None and codec not in CODECS:
-        _fail(f"--codec {codec}: choose from {', '.join(CODECS)}", 2)
+    if fmt not in FORMATS:
+        _fail(f"--format {fmt}: choose from {', '.join(FORMATS)}", 2)
+    output = FORMATS[fmt]
+    if codec is not None and not output.codecs:
+        _fail(f"--codec applies to --format {', '.join(name for name, entry in FORMATS.items() if entry.codecs)} only", 2)
+    if codec is not None and codec not in output.codecs:
+        _fail(f"--codec {codec}: choose from {', '.join(output.codecs)}", 2)
     if stems and two_stems:
         _fail("--stems and --two-stems cannot be used together", 2)
-    if fmt == STEM_MP4 and (stems or two_stems):
-        _fail(f"--format {STEM_MP4} always holds all four stems: it cannot be used with --stems or --two-stems", 2)
+    if output.stems is not None and (stems or two_stems):
+        _fail(f"--format {fmt} always holds all {_count(output.stems)} stems: it cannot be used with --stems or --two-stems", 2)
     if mask is not None and mask not in MASK_KINDS:
         _fail(f"--mask {mask}: choose from {', '.join(MASK_KINDS)}", 2)
     if device not in DEVICES:
@@ -122,69 +118,73 @@ def separate(
     except ValueError as error:
         _fail(str(error), 2)
     subset = tuple(s.strip() for s in stems.split(",") if s.strip()) if stems else None
-    files, problems = find_audio_files(inputs)
-    if not files:
-        for path, why in problems:
+    batch = Batch(inputs, shard_spec)
+    if not batch.files:
+        for path, why in batch.problems:
             console.print(f"[red]error:[/red] {path}: {why}", highlight=False)
         _fail("no audio files to separate")
-    tracks = batch_tracks(files, shard_spec)
     if shard_spec is not None:
-        console.print(f"shard {shard_spec[0]}/{shard_spec[1]}: {len(tracks)} of the inputs", highlight=False)
+        console.print(f"shard {shard_spec[0]}/{shard_spec[1]}: {len(batch.tracks)} of the inputs", highlight=False)
     try:
         separator = Separator.from_checkpoint(checkpoint, runtime, threads, device, shifts=shifts)
         output_groups(separator.sources, subset, two_stems)
         log = Manifest(manifest) if manifest is not None else None
     except (StemsError, ValueError) as error:
         _fail(str(error))
-    separate_one = functools.partial(
-        separate_file, separator, out_dir=out_dir, stems=subset, two_stems=two_stems, mask=mask,
-        fmt=fmt, template=filename, float_output=float_output, codec=codec or "aac", overwrite=overwrite,
-        skip_existing=skip_existing)
-    with log or contextlib.nullcontext():
-        results = _separate_all(tracks, separate_one, separator.sample_rate, log, verbose)
+    try:
+        with log or contextlib.nullcontext(), _Display(separator.sample_rate, verbose) as display:
+            results = batch.run(separator, out_dir, manifest=log, on_start=display.start, progress=display.progress,
+                                on_result=display.result, on_error=display.error, stems=subset, two_stems=two_stems,
+                                mask=mask, fmt=fmt, template=filename, float_output=float_output, codec=codec,
+                                overwrite=overwrite, skip_existing=skip_existing)
+    except StemsError as error:  # the manifest could not take a line
+        _fail(str(error))
     _summary(results)
-    failures = [r.error for r in results if not r.ok] + [f"{p}: {why}" for p, why in problems]
+    failures = [r.error for r in results if not r.ok] + [f"{p}: {why}" for p, why in batch.problems]
     for line in failures:
         console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
     if failures:
-        console.print(f"{len(failures)} of {len(results) + len(problems)} inputs failed")
+        console.print(f"{len(failures)} of {len(results) + len(batch.problems)} inputs failed")
         raise typer.Exit(1)
 
 
-def _separate_all(tracks: list[tuple[Path, str]], separate_one: Callable[..., FileResult], sample_rate: int,
-                  log: Manifest | None, verbose: bool) -> list[FileResult]:
-    """Run `separate_one(path, track=name, progress=...)` over the tracks in order, with a progress
-    bar and warnings; a failed file becomes a failed result and the batch goes on. Each result goes
-    to `log` as it comes. `sample_rate`: the model's, for the resampling notes."""
-    results: list[FileResult] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True) as progress:
-        for path, name in tracks:
-            task = progress.add_task(path.name[:40], total=1.0)
-            started = time.perf_counter()
-            try:
-                result = separate_one(path, track=name,
-                                      progress=lambda done, total, task=task: progress.update(task, completed=done / total))
-            except StemsError as error:
-                result = FileResult(path, error=str(error))
-            except Exception as error:  # an unexpected failure of one file must not stop the batch
-                if verbose:
-                    console.print_exception()
-                result = FileResult(path, error=f"{path}: {type(error).__name__}: {error}")
-            if not result.ok:
-                result.seconds = time.perf_counter() - started
-            progress.remove_task(task)
-            if result.resampled_from:
-                console.print(f"{path}: resampled from {result.resampled_from} Hz to {sample_rate} Hz", highlight=False)
-            for stem, count in result.clipped.items():
-                console.print(f"[yellow]warning:[/yellow] {result.outputs[stem]}: {count} samples clipped", highlight=False)
-            results.append(result)
-            if log is not None:
-                try:
-                    log.add(result)
-                except StemsError as error:
-                    _fail(str(error))
-    return results
+def _count(stems: tuple[str, ...]) -> str:
+    return {4: "four"}.get(len(stems), str(len(stems)))
+
+
+class _Display:
+    """A progress bar per file and the warnings of each result, for `Batch.run`'s callbacks.
+    `sample_rate`: the model's, for the resampling notes."""
+
+    def __init__(self, sample_rate: int, verbose: bool):
+        self.sample_rate, self.verbose = sample_rate, verbose
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+        self.task = None
+
+    def __enter__(self) -> _Display:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.bar.__exit__(*exc_info)
+
+    def start(self, path: Path) -> None:
+        self.task = self.bar.add_task(path.name[:40], total=1.0)
+
+    def progress(self, path: Path, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done / total)
+
+    def error(self, path: Path, error: Exception) -> None:
+        if self.verbose:
+            console.print_exception()
+
+    def result(self, result: FileResult) -> None:
+        self.bar.remove_task(self.task)
+        if result.resampled_from:
+            console.print(f"{result.path}: resampled from {result.resampled_from} Hz to {self.sample_rate} Hz", highlight=False)
+        for stem, count in result.clipped.items():
+            console.print(f"[yellow]warning:[/yellow] {result.outputs[stem]}: {count} samples clipped", highlight=False)
 
 
 STATUS_STYLES = {"ok": "green", "skipped": "yellow", "failed": "red"}
@@ -198,48 +198,4 @@ def _summary(results: list[FileResult]) -> None:
         done = r.status == "ok"
         table.add_row(r.path.name, f"{r.duration:.1f}" if done else "-", f"{r.seconds:.2f}" if done else "-",
                       f"{r.speed:.1f}" if done else "-", f"[{STATUS_STYLES[r.status]}]{r.status}[/]")
-    Console().print(table)
-
-
-@app.command(epilog="Example: stems info quality   |   stems info checkpoints/default-1a2b3c4d.onnx")
-def info(
-    checkpoint: Optional[str] = typer.Argument(None, help="Registry name or model file (default: the shipped model)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON."),
-) -> None:
-    """Show what a model is: stems, STFT settings, size, context, training data, metrics, sha256."""
-    from ..engine import load_engine, window_frames
-    from ..stream import latency_samples
-
-    try:
-        engine = load_engine(checkpoint)
-    except StemsError as error:
-        _fail(str(error))
-    card, stft = engine.card, engine.stft
-    if as_json:
-        print(json.dumps(card, indent=2))
-        return
-    table = Table(title=f"model {Path(card['path']).name}", show_header=False)
-    ms = 1000 / stft.sample_rate
-    members = card.get("training", {}).get("bag_of")
-    trainings = [member["training"] for member in members] if members else [card.get("training", {})]
-    window = window_frames(engine)
-    rows = {
-        "model": f"a bag of {len(members)} MaskNets, masks averaged" if members else "MaskNet",
-        "stems": ", ".join(engine.sources),
-        "STFT": f"n_fft {stft.n_fft}, hop_length {stft.hop_length}, {stft.sample_rate} Hz",
-        "parameters": f"{card['parameters']:,}",
-        "context": f"{window} frames = {((window - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
-        "latency": f"{latency_samples(engine, stft) * ms:.0f} ms algorithmic ({engine.lookahead} look-ahead frames + STFT window)",
-        "default mask": card.get("default_mask", "soft"),
-        "training data": ", ".join(dict.fromkeys(d for t in trainings for d in t.get("data", []))) or "-",
-        "training steps": " + ".join(str(t.get("step", "-")) for t in trainings),
-        "sha256": card["sha256"],
-    }
-    for key, value in rows.items():
-        table.add_row(key, value)
-    metrics = card.get("metrics", {})
-    for system, row in metrics.get("musdb_valid_bsseval_v4_sdr", {}).items():
-        table.add_row(f"valid SDR: {system}", ", ".join(f"{k} {v:.2f}" for k, v in row.items()) + " dB")
-    if "musdb_valid_bsseval_v4_sdr" not in metrics and metrics:
-        table.add_row("metrics", json.dumps(metrics)[:600])
     Console().print(table)

@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 
 from ..errors import StemsError
+from ..stemmp4 import STEM_MP4
+from ..writers import FORMATS
 from .common import Interrupted, app, console, fail as _fail
 
 
@@ -21,6 +23,8 @@ def stream(
     play: Optional[str] = typer.Option(None, "--play", help="Stems to hear, e.g. 'vocals' (acapella); the rest are muted."),
     gains: Optional[str] = typer.Option(None, "--gains", help="Gain per stem, e.g. 'vocals=0' (karaoke) or 'drums=0.5,bass=1.5'."),
     record: Optional[Path] = typer.Option(None, "--record", help="Write every stem (and the remix) into this folder."),
+    fmt: str = typer.Option("wav", "--format", help=f"Format of --record: {', '.join(FORMATS)} "
+                            f"({STEM_MP4}: one file, stems.{STEM_MP4}, whose master stream is the remix)."),
     block_ms: float = typer.Option(20.0, "--block-ms", help="Block size in milliseconds."),
     realtime: Optional[bool] = typer.Option(None, "--realtime/--fast", help="Pace a file at real time (default when playing)."),
     mask: Optional[str] = typer.Option(None, "--mask", help="binary or soft (default: the checkpoint's better one)."),
@@ -38,7 +42,7 @@ def stream(
     from rich.live import Live
 
     from ..audio import open_audio
-    from ..live import Player, Recorder, device_source, file_source, parse_gains, status_table
+    from ..live import Player, Recorder, device_source, file_source, parse_gains, recording_paths, status_table
     from ..live import list_devices as device_list
     from ..reconstruct import output_groups
     from ..registry import registry
@@ -53,6 +57,8 @@ def stream(
             _fail("give an audio file or --input-device N (not both)", 2)
         if record is None and output_device is None and input_device is None and not play and not gains:
             _fail("nothing to do: give --record DIR and/or --output-device N", 2)
+        if fmt not in FORMATS:
+            _fail(f"--format {fmt}: choose from {', '.join(FORMATS)}", 2)
         if checkpoint is None and "lowlatency" in registry()["models"]:
             checkpoint = "lowlatency"
         separator = Separator.from_checkpoint(checkpoint, runtime, threads)
@@ -62,7 +68,7 @@ def stream(
         rate = separator.sample_rate
         block = max(1, int(round(block_ms * rate / 1000)))
         if record is not None and not overwrite:
-            existing = [record / f"{n}.wav" for n in [*names, "remix"] if (record / f"{n}.wav").exists()]
+            existing = [path for path in recording_paths(record, names, fmt, remixed=True).values() if path.exists()]
             if existing:
                 _fail(f"{existing[0]}: output exists (use --overwrite to replace it)")
         with contextlib.ExitStack() as stack:
@@ -76,7 +82,7 @@ def stream(
                 channels, pace = 2, True
                 blocks = device_source(input_device, channels, block, rate, stop)
             sinks = []
-            recorder = Recorder(record, names, channels, rate, stem_gains) if record is not None else None
+            recorder = Recorder(record, names, channels, rate, stem_gains, fmt) if record is not None else None
             if recorder is not None:
                 sinks.append(recorder)
             player = Player(output_device, channels, rate, stem_gains) if output_device is not None else None

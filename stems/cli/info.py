@@ -1,0 +1,58 @@
+"""`stems info`: what a model is."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import StemsError
+from .common import app, fail as _fail
+
+
+@app.command(epilog="Example: stems info quality   |   stems info checkpoints/default-1a2b3c4d.onnx")
+def info(
+    checkpoint: Optional[str] = typer.Argument(None, help="Registry name or model file (default: the shipped model)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON."),
+) -> None:
+    """Show what a model is: stems, STFT settings, size, context, training data, metrics, sha256."""
+    from ..engine import load_engine, window_frames
+    from ..stream import latency_samples
+
+    try:
+        engine = load_engine(checkpoint)
+    except StemsError as error:
+        _fail(str(error))
+    card, stft = engine.card, engine.stft
+    if as_json:
+        print(json.dumps(card, indent=2))
+        return
+    table = Table(title=f"model {Path(card['path']).name}", show_header=False)
+    ms = 1000 / stft.sample_rate
+    members = card.get("training", {}).get("bag_of")
+    trainings = [member["training"] for member in members] if members else [card.get("training", {})]
+    window = window_frames(engine)
+    rows = {
+        "model": f"a bag of {len(members)} MaskNets, masks averaged" if members else "MaskNet",
+        "stems": ", ".join(engine.sources),
+        "STFT": f"n_fft {stft.n_fft}, hop_length {stft.hop_length}, {stft.sample_rate} Hz",
+        "parameters": f"{card['parameters']:,}",
+        "context": f"{window} frames = {((window - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
+        "latency": f"{latency_samples(engine, stft) * ms:.0f} ms algorithmic ({engine.lookahead} look-ahead frames + STFT window)",
+        "default mask": card.get("default_mask", "soft"),
+        "training data": ", ".join(dict.fromkeys(d for t in trainings for d in t.get("data", []))) or "-",
+        "training steps": " + ".join(str(t.get("step", "-")) for t in trainings),
+        "sha256": card["sha256"],
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    metrics = card.get("metrics", {})
+    for system, row in metrics.get("musdb_valid_bsseval_v4_sdr", {}).items():
+        table.add_row(f"valid SDR: {system}", ", ".join(f"{k} {v:.2f}" for k, v in row.items()) + " dB")
+    if "musdb_valid_bsseval_v4_sdr" not in metrics and metrics:
+        table.add_row("metrics", json.dumps(metrics)[:600])
+    Console().print(table)
