@@ -77,7 +77,7 @@ def overlap_add(spec: np.ndarray, first: int, total_frames: int, stft: STFTConfi
     valid[max(0, -first): max(0, min(count, total_frames - first))] = 1.0
     win = window(stft)
     frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1).astype(np.float32, copy=False)
-    frames *= win * valid[:, None]  # (..., F, n_fft)
+    np.multiply(frames, win * valid[:, None], out=frames)  # (..., F, n_fft)
     out = _fold(frames, hop)
     envelope = _fold((win**2) * valid[:, None], hop)
     out /= np.where(envelope > 1e-11, envelope, 1.0)
@@ -87,14 +87,16 @@ def overlap_add(spec: np.ndarray, first: int, total_frames: int, stft: STFTConfi
 def _fold(frames: np.ndarray, hop: int) -> np.ndarray:
     """Overlap-add (..., F, n_fft) frames spaced `hop` apart -> (..., (F - 1) * hop + n_fft).
 
-    With n_fft a multiple of hop this is n_fft / hop shifted additions of contiguous slabs."""
+    With n_fft a multiple of hop the output is F + n_fft/hop - 1 blocks of `hop` samples, and
+    each of the n_fft/hop slabs of every frame adds into one block: n_fft/hop shifted additions."""
     count, n_fft = frames.shape[-2:]
     lead = frames.shape[:-2]
-    slabs = frames.reshape(*lead, count, n_fft // hop, hop)
-    out = np.zeros((*lead, (count - 1) * hop + n_fft), dtype=np.float32)
-    for j in range(n_fft // hop):
-        out[..., j * hop: j * hop + count * hop] += slabs[..., j, :].reshape(*lead, count * hop)
-    return out
+    parts = n_fft // hop
+    slabs = frames.reshape(*lead, count, parts, hop)
+    out = np.zeros((*lead, count + parts - 1, hop), dtype=np.float32)
+    for j in range(parts):
+        out[..., j: j + count, :] += slabs[..., j, :]
+    return out.reshape(*lead, (count + parts - 1) * hop)
 
 
 def istft(spec: np.ndarray, length: int, stft: STFTConfig) -> np.ndarray:
