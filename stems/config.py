@@ -16,9 +16,6 @@ from typing import Any
 
 import yaml
 
-SOURCES: tuple[str, ...] = ("drums", "bass", "other", "vocals")
-
-
 @dataclass(frozen=True)
 class STFTConfig:
     sample_rate: int = 44100
@@ -36,15 +33,18 @@ class STFTConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The four-headed mask CNN (see stems/model.py for the layer plan); the defaults are the
-    shipped default model's.
+    """The mask CNN, one head per source (see stems/model.py for the layer plan); the defaults are
+    the shipped default model's.
 
+    sources: the stems the model predicts, in output order. This is the one default stem list:
+        training, data, `stems dataset build` and evaluation take theirs from here (a config or
+        `--set model.sources=[...]`), inference from the checkpoint's card.
     widths: channels at full/`freq_stride`, at 1/`freq_stride`, and at 1/`freq_stride`² frequency.
     dilations: time dilations of the residual blocks at the coarsest frequency resolution; with the
         two 3-frame convolutions before them they set the context: 2 * (2 + sum(dilations)) + 1 frames.
     """
 
-    sources: tuple[str, ...] = SOURCES
+    sources: tuple[str, ...] = ("drums", "bass", "other", "vocals")
     audio_channels: int = 2
     widths: tuple[int, int, int] = (24, 48, 128)
     freq_stride: int = 8
@@ -55,6 +55,8 @@ class ModelConfig:
     lookahead_frames: int = -1
 
     def __post_init__(self):
+        if len(self.sources) < 2 or len(set(self.sources)) != len(self.sources):
+            raise ConfigError(f"model.sources must name two or more different stems, got {list(self.sources)}")
         if any(d < 1 for d in self.dilations):
             raise ConfigError("model.dilations must be 1 or more")
 

@@ -2,8 +2,8 @@
 random excerpts with Open-Unmix/Demucs-style augmentation (cross-song remixing, per-stem gain,
 channel swap, speed change by resampling: pitch and tempo together).
 
-A song is a float32 array (sources, channels, samples) in SOURCES order at 44.1 kHz; the mix is
-the sum of its stems.
+A song is a float32 array (sources, channels, samples) at 44.1 kHz, its sources in the order of
+the list the loader was given (a config's `model.sources`); the mix is the sum of its stems.
 """
 
 from __future__ import annotations
@@ -19,18 +19,20 @@ import soxr
 
 from .atomic import atomic_path
 from .audio import load
-from .config import SOURCES
+from .config import ModelConfig
 from .errors import StemsError
 
 log = logging.getLogger(__name__)
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SILENCE = 1e-4  # peak amplitude below which a stem counts as absent
+MUSDB_SOURCES = ("drums", "bass", "other", "vocals")  # what a MUSDB18 track holds besides its mixture
+MIXTURE_NAMES = ("mixture", "mix")  # files in a song folder that are not stems (`stems dataset build` writes mixture.wav)
 
 
 @dataclass
 class Song:
     name: str
-    stems: np.ndarray  # (sources, channels, samples) float16 or float32, SOURCES order
+    stems: np.ndarray  # (sources, channels, samples) float16 or float32, in the loader's source order
 
     @property
     def samples(self) -> int:
@@ -55,10 +57,25 @@ def _cached(cache_dir: Path, kind: str, key: str, decode) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
+def _source_key(key: str, sources: tuple[str, ...]) -> str:
+    """The cache key of a song read as `sources`: the path alone for the default list, so caches
+    written before the list was configurable stay valid."""
+    return key if tuple(sources) == ModelConfig.sources else f"{key}#{','.join(sources)}"
+
+
 def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "train", is_wav: bool = False,
-                skipped: list[str] | None = None) -> list[Song]:
-    """MUSDB18 tracks of `subset`/`split` ("train" or "valid") as Songs; unreadable tracks are
-    skipped with a warning and their errors appended to `skipped`."""
+                skipped: list[str] | None = None, sources: tuple[str, ...] = ModelConfig.sources) -> list[Song]:
+    """MUSDB18 tracks of `subset`/`split` ("train" or "valid") as Songs with `sources` (some of
+    MUSDB_SOURCES, in any order); unreadable tracks are skipped with a warning and their errors
+    appended to `skipped`.
+
+    Raises:
+        StemsError: a source MUSDB18 does not have (e.g. piano).
+    """
+    missing = [s for s in sources if s not in MUSDB_SOURCES]
+    if missing:
+        raise StemsError(f"{root}: MUSDB18 has no {', '.join(missing)} stem (it has {', '.join(MUSDB_SOURCES)}); "
+                         "set train.musdb_root='' and give such stems in train.stem_dirs")
     import musdb
 
     database = musdb.DB(root=str(root), subsets=subset, split=split if subset == "train" else None, is_wav=is_wav)
@@ -66,10 +83,11 @@ def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "tr
     for track in database.tracks:
         def decode(track=track):
             stems = track.stems  # (5, samples, 2): mixture, drums, bass, other, vocals
-            order = [track.sources[s].stem_id for s in SOURCES]
+            order = [track.sources[s].stem_id for s in sources]
             return stems[order].transpose(0, 2, 1)
+        key = _source_key(str(Path(track.path).resolve()), sources)
         try:
-            songs.append(Song(track.name, _cached(cache_dir, f"musdb-{subset}", str(Path(track.path).resolve()), decode)))
+            songs.append(Song(track.name, _cached(cache_dir, f"musdb-{subset}", key, decode)))
         except Exception as error:  # stempeg/ffmpeg raise many kinds for a corrupt file
             log.warning("skipping %s: %s", track.path, error)
             if skipped is not None:
@@ -78,41 +96,56 @@ def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "tr
 
 
 def stem_folder_songs(root: str | Path, cache_dir: Path, sample_rate: int = 44100,
-                      skipped: list[str] | None = None) -> list[Song]:
-    """Songs of a `<root>/<song>/{drums,bass,other,vocals}.<ext>` folder; a missing stem is silence.
-    Unreadable songs are skipped with a warning and their errors appended to `skipped`."""
+                      skipped: list[str] | None = None, sources: tuple[str, ...] = ModelConfig.sources) -> list[Song]:
+    """Songs of a `<root>/<song>/<source>.<ext>` folder, one file per source of `sources`; a
+    missing stem is silence, a file of another name is not read. Unreadable songs are skipped with
+    a warning and their errors appended to `skipped`."""
     root = Path(root)
     if not root.is_dir():
         raise StemsError(f"{root}: stem folder not found")
     songs = []
     for song_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         files = {p.stem: p for p in song_dir.iterdir() if p.suffix.lower() in STEM_EXTENSIONS}
-        if not any(s in files for s in SOURCES):
+        if not any(s in files for s in sources):
             continue
 
         def decode(files=files):
-            loaded = {s: load(files[s], sample_rate) for s in SOURCES if s in files}
+            loaded = {s: load(files[s], sample_rate) for s in sources if s in files}
             length = max(a.shape[-1] for a in loaded.values())
-            out = np.zeros((len(SOURCES), 2, length), dtype=np.float32)
-            for i, s in enumerate(SOURCES):
+            out = np.zeros((len(sources), 2, length), dtype=np.float32)
+            for i, s in enumerate(sources):
                 if s in loaded:
                     audio = loaded[s]
                     out[i, :, : audio.shape[-1]] = audio if audio.shape[0] == 2 else np.repeat(audio, 2, 0)
             return out
 
         try:
-            songs.append(Song(song_dir.name, _cached(cache_dir, "folders", str(song_dir.resolve()), decode)))
+            songs.append(Song(song_dir.name, _cached(cache_dir, "folders", _source_key(str(song_dir.resolve()), sources), decode)))
         except StemsError as error:
             log.warning("skipping %s: %s", song_dir, error)
             if skipped is not None:
                 skipped.append(str(error))
     if not songs:
-        raise StemsError(f"{root}: no usable song (expected <song>/{{{','.join(SOURCES)}}}.wav|flac|ogg|mp3)")
+        raise StemsError(f"{root}: no usable song (expected <song>/{{{','.join(sources)}}}.wav|flac|ogg|mp3)")
     return songs
 
 
+def stem_folder_sources(root: str | Path, order: tuple[str, ...] = ModelConfig.sources) -> tuple[str, ...]:
+    """The stems a `<root>/<song>/<stem>.<ext>` folder holds (any song; mixtures aside): those of
+    `order` in its order, then any others alphabetically."""
+    root = Path(root)
+    if not root.is_dir():
+        raise StemsError(f"{root}: stem folder not found")
+    found = {p.stem for song_dir in root.iterdir() if song_dir.is_dir() for p in song_dir.iterdir()
+             if p.suffix.lower() in STEM_EXTENSIONS and p.stem not in MIXTURE_NAMES}
+    if not found:
+        raise StemsError(f"{root}: no stems found (expected <song>/<stem>.wav|flac|ogg|mp3)")
+    return (*(s for s in order if s in found), *sorted(found - set(order)))
+
+
 class ExcerptSampler:
-    """Draws training batches of stems (batch, sources, channels, samples), seeded.
+    """Draws training batches of stems (batch, sources, channels, samples), seeded; the sources
+    are the songs' (every song must have as many, in the same order).
 
     With probability `remix_probability` each source of an example comes from an independently
     drawn song and offset (new mixtures no song contains), among the songs where that source is
@@ -134,13 +167,18 @@ class ExcerptSampler:
         self.songs = [s for s in songs if s.samples >= longest]
         if not self.songs:
             raise StemsError(f"no training song is longer than one excerpt ({longest} samples)")
+        counts = sorted({s.stems.shape[0] for s in self.songs})
+        if len(counts) > 1:
+            raise StemsError(f"training songs have different numbers of sources ({', '.join(map(str, counts))}): "
+                             "load them all with the same source list")
+        self.n_sources = counts[0]
         self.excerpt = excerpt_samples
         self.remix = remix_probability
         self.gain_range_db = gain_range_db
         self.speed_range = speed_range
         weights = np.array([min(s.samples / sample_rate, weight_cap_s) for s in self.songs])
         self.weights = weights / weights.sum()
-        self.remix_pools = [self._pool(weights, source) for source in range(len(SOURCES))]
+        self.remix_pools = [self._pool(weights, source) for source in range(self.n_sources)]
         self.rng = np.random.default_rng(seed)
 
     def _pool(self, weights: np.ndarray, source: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +204,7 @@ class ExcerptSampler:
 
     def _example(self) -> np.ndarray:
         rng = self.rng
-        n_sources = len(SOURCES)
+        n_sources = self.n_sources
         if rng.random() < self.remix:
             stems = np.stack([self._slice(self.songs[rng.choice(indices, p=weights)], source)
                               for source, (indices, weights) in enumerate(self.remix_pools)])

@@ -1,6 +1,7 @@
 """Training pairs from a mix and some of its stems: align each stem to the mix, fit its gain,
 derive the stem nobody gave, check that the stems really make up the mix, and write the song
-folder `<out_dir>/{drums,bass,other,vocals,mixture}.wav` that `data.stem_folder_songs` reads.
+folder `<out_dir>/{<source>,mixture}.wav` that `data.stem_folder_songs` reads. The sources are a
+config's `model.sources` (by default drums, bass, other, vocals).
 
 Offsets are whole samples at 44.1 kHz. An offset d > 0 means the stem file is late: its sample
 n + d lines up with mix sample n (d < 0: it starts early).
@@ -17,13 +18,12 @@ import numpy as np
 from scipy import fft as sfft
 
 from .audio import StemWriter, load
-from .config import SOURCES, STFTConfig
+from .config import ModelConfig, STFTConfig
 from .data import STEM_EXTENSIONS
 from .errors import StemsError
 
 SAMPLE_RATE = STFTConfig().sample_rate
 INSTRUMENTAL = "instrumental"
-CSV_COLUMNS = ("song", "mix", *SOURCES, INSTRUMENTAL)
 SEARCH_SECONDS = 60.0  # a minute of music gives one clear peak; reading no more bounds memory
 FLOOR_LAGS = SAMPLE_RATE  # at least ±1 s of lags to measure the correlation's noise floor on
 # Least correlation peak, over its noise floor in robust standard deviations, that counts as a
@@ -54,16 +54,24 @@ class BuildReport:
     derived: list[str]
 
 
+def csv_columns(sources: tuple[str, ...] = ModelConfig.sources) -> tuple[str, ...]:
+    """The columns a `build_from_csv` CSV may have."""
+    return ("song", "mix", *sources, INSTRUMENTAL)
+
+
 def build_pair(mix: Path, stems: dict[str, Path], out_dir: Path, min_residual_snr_db: float = 10.0,
-               max_offset_s: float = 2.0) -> BuildReport:
+               max_offset_s: float = 2.0, sources: tuple[str, ...] = ModelConfig.sources) -> BuildReport:
     """Align, gain-match and check `stems` against `mix`, then write the song folder `out_dir`.
 
     Stems that are not given are derived as mix - sum of the fitted given ones when that is
-    unambiguous: the one missing stem of the four; `other` when more are missing (so vocals only
-    gives vocals plus other = everything else); vocals when only `instrumental` is given.
-    `instrumental` (everything but vocals) is written as `other` and excludes drums/bass/other.
-    Drums and bass left unknown are not written, and training reads a missing stem as silence:
-    such songs teach that drums and bass may sound inside `other`.
+    unambiguous: the one missing stem of `sources`; `other` when more are missing and `other` is
+    one of the sources (so vocals only gives vocals plus other = everything else); vocals when
+    only `instrumental` is given. Without `other` among the sources, only a single missing stem is
+    derived: nothing says which of several missing ones the residual is.
+    `instrumental` (everything but vocals) is written as `other`, excludes the other sources and
+    needs both `other` and `vocals` among them. Stems left unknown (e.g. drums and bass) are not
+    written, and training reads a missing stem as silence: such songs teach that drums and bass
+    may sound inside `other`.
 
     When nothing is derived, the written stems must add up to the mix within
     `min_residual_snr_db` (this catches e.g. a live acapella against a studio mix). When a stem
@@ -73,9 +81,10 @@ def build_pair(mix: Path, stems: dict[str, Path], out_dir: Path, min_residual_sn
 
     Args:
         mix: the mixture; any file `audio.load` reads (resampled to 44.1 kHz, mono made stereo).
-        stems: names among drums, bass, other, vocals and instrumental, mapped to files.
+        stems: names among `sources` and instrumental, mapped to files.
         min_residual_snr_db: the least mix-to-residual ratio accepted when nothing is derived.
         max_offset_s: the largest misalignment searched for, either way.
+        sources: the stems of a training song.
 
     Raises:
         StemsError: unusable input, stems that do not match the mix, or a write failure.
@@ -84,8 +93,8 @@ def build_pair(mix: Path, stems: dict[str, Path], out_dir: Path, min_residual_sn
     stems = {name: Path(path) for name, path in stems.items()}
     if max_offset_s < 0:
         raise StemsError(f"{mix}: max_offset_s must be at least 0, got {max_offset_s}")
-    derived = _stem_to_derive(mix, set(stems))
-    _check_out_dir(out_dir, [_output_name(name) for name in stems] + ([derived] if derived else []))
+    derived = _stem_to_derive(mix, set(stems), sources)
+    _check_out_dir(out_dir, [_output_name(name) for name in stems] + ([derived] if derived else []), sources)
 
     mix_audio = _stereo(load(mix, SAMPLE_RATE))  # (2, samples)
     mix_energy = _energy(mix_audio)
@@ -124,11 +133,14 @@ def build_pair(mix: Path, stems: dict[str, Path], out_dir: Path, min_residual_sn
                        [derived] if derived else [])
 
 
-def build_from_csv(csv_path: Path, out_root: Path, **kwargs) -> tuple[list[BuildReport], list[tuple[str, str]]]:
-    """Build every song of a CSV with header `song,mix,drums,bass,other,vocals,instrumental`.
+def build_from_csv(csv_path: Path, out_root: Path, sources: tuple[str, ...] = ModelConfig.sources,
+                   **kwargs) -> tuple[list[BuildReport], list[tuple[str, str]]]:
+    """Build every song of a CSV with header `song,mix,<source>...,instrumental` (`csv_columns`;
+    by default `song,mix,drums,bass,other,vocals,instrumental`).
 
     Empty cells are stems not given; relative paths are relative to the CSV's folder (UTF-8, a
-    byte-order mark is fine). Song `s` goes to `out_root/s/`; `kwargs` go to `build_pair`.
+    byte-order mark is fine). Song `s` goes to `out_root/s/`; `sources` and `kwargs` go to
+    `build_pair`.
 
     Returns:
         (reports of the songs built, (song or "line N", error) for each row that failed).
@@ -147,16 +159,17 @@ def build_from_csv(csv_path: Path, out_root: Path, **kwargs) -> tuple[list[Build
         raise StemsError(f"{csv_path}: cannot read ({error.strerror})") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise StemsError(f"{csv_path}: not a readable CSV ({error})") from None
-    unknown = [c for c in columns if c not in CSV_COLUMNS]
+    known = csv_columns(sources)
+    unknown = [c for c in columns if c not in known]
     if unknown or not {"song", "mix"} <= set(columns):
-        raise StemsError(f"{csv_path}: the header must name song, mix and some of {', '.join(CSV_COLUMNS[2:])}"
+        raise StemsError(f"{csv_path}: the header must name song, mix and some of {', '.join(known[2:])}"
                          + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     base = csv_path.parent
     reports: list[BuildReport] = []
     errors: list[tuple[str, str]] = []
     seen: set[str] = set()
     for number, row in enumerate(rows, start=2):  # line 1 is the header
-        cells = {c: (row.get(c) or "").strip() for c in CSV_COLUMNS}
+        cells = {c: (row.get(c) or "").strip() for c in known}
         song = cells["song"]
         try:
             # a name with a slash or ".." would write outside out_root
@@ -167,25 +180,29 @@ def build_from_csv(csv_path: Path, out_root: Path, **kwargs) -> tuple[list[Build
             seen.add(song)
             if not cells["mix"]:
                 raise StemsError(f"{csv_path}:{number}: no mix given for {song!r}")
-            stems = {name: base / cells[name] for name in CSV_COLUMNS[2:] if cells[name]}
-            reports.append(build_pair(base / cells["mix"], stems, out_root / song, **kwargs))
+            stems = {name: base / cells[name] for name in known[2:] if cells[name]}
+            reports.append(build_pair(base / cells["mix"], stems, out_root / song, sources=sources, **kwargs))
         except StemsError as error:
             errors.append((song or f"line {number}", str(error)))
     return reports, errors
 
 
-def _stem_to_derive(mix: Path, given: set[str]) -> str | None:
+def _stem_to_derive(mix: Path, given: set[str], sources: tuple[str, ...]) -> str | None:
     """The output stem computed as the residual, or None (see `build_pair` for the rules)."""
-    unknown = sorted(given - set(SOURCES) - {INSTRUMENTAL})
+    unknown = sorted(given - set(sources) - {INSTRUMENTAL})
     if unknown:
-        raise StemsError(f"{mix}: unknown stem name {', '.join(unknown)} (known: {', '.join((*SOURCES, INSTRUMENTAL))})")
+        raise StemsError(f"{mix}: unknown stem name {', '.join(unknown)} (known: {', '.join((*sources, INSTRUMENTAL))})")
     if not given:
         raise StemsError(f"{mix}: no stems given")
     if INSTRUMENTAL in given:
-        if given & {"drums", "bass", "other"}:
-            raise StemsError(f"{mix}: give either instrumental or drums/bass/other, not both")
+        if not {"other", "vocals"} <= set(sources):
+            raise StemsError(f"{mix}: instrumental is written as other and needs sources with other and vocals "
+                             f"(these are {', '.join(sources)})")
+        accompaniment = [s for s in sources if s != "vocals"]
+        if given & set(accompaniment):
+            raise StemsError(f"{mix}: give either instrumental or {'/'.join(accompaniment)}, not both")
         return None if "vocals" in given else "vocals"
-    missing = [s for s in SOURCES if s not in given]
+    missing = [s for s in sources if s not in given]
     if len(missing) <= 1:
         return missing[0] if missing else None
     if "other" in missing:
@@ -197,7 +214,7 @@ def _output_name(name: str) -> str:
     return "other" if name == INSTRUMENTAL else name
 
 
-def _check_out_dir(out_dir: Path, names: list[str]) -> None:
+def _check_out_dir(out_dir: Path, names: list[str], sources: tuple[str, ...]) -> None:
     """Refuse a folder holding a stem this build would not replace: training would add it in."""
     if out_dir.exists() and not out_dir.is_dir():
         raise StemsError(f"{out_dir}: exists and is not a folder")
@@ -205,7 +222,7 @@ def _check_out_dir(out_dir: Path, names: list[str]) -> None:
         return
     targets = {f"{name}.wav" for name in names}
     stale = sorted(p.name for p in out_dir.iterdir()
-                   if p.stem in SOURCES and p.suffix.lower() in STEM_EXTENSIONS and p.name not in targets)
+                   if p.stem in sources and p.suffix.lower() in STEM_EXTENSIONS and p.name not in targets)
     if stale:
         raise StemsError(f"{out_dir}: holds {', '.join(stale)}, which this build would not replace; "
                          "remove it or choose another folder")

@@ -172,18 +172,35 @@ def summary_table(results: dict[str, dict[str, dict]], names: tuple[str, ...]) -
             if per_track}
 
 
-def reference_tracks(musdb_root: Path | None, subset: str, split: str | None, is_wav: bool,
-                     stems_dir: Path | None, cache_dir: Path) -> list[tuple[str, np.ndarray]]:
-    """(track name, references (sources, channels, samples)) from MUSDB18 or a stems folder."""
-    from .data import musdb_songs, stem_folder_songs
-
+def _one_reference(musdb_root: Path | None, stems_dir: Path | None) -> None:
     if (musdb_root is None) == (stems_dir is None):
         raise StemsError("give exactly one source of references: --musdb ROOT or --stems-dir DIR")
+
+
+def reference_sources(musdb_root: Path | None, stems_dir: Path | None) -> tuple[str, ...]:
+    """The stems references hold: MUSDB18's four, or those a stems folder has (the config's
+    default order first, see `data.stem_folder_sources`)."""
+    from .data import MUSDB_SOURCES, stem_folder_sources
+
+    _one_reference(musdb_root, stems_dir)
+    return stem_folder_sources(stems_dir) if stems_dir is not None else MUSDB_SOURCES
+
+
+def reference_tracks(musdb_root: Path | None, subset: str, split: str | None, is_wav: bool,
+                     stems_dir: Path | None, cache_dir: Path,
+                     sources: tuple[str, ...] | None = None) -> list[tuple[str, np.ndarray]]:
+    """(track name, references (sources, channels, samples)) from MUSDB18 or a stems folder,
+    with `sources` in that order (None: `reference_sources`). A stem a folder's song lacks is
+    silence; one MUSDB18 lacks is a StemsError."""
+    from .data import musdb_songs, stem_folder_songs
+
+    _one_reference(musdb_root, stems_dir)
+    sources = sources or reference_sources(musdb_root, stems_dir)
     if stems_dir is not None:
-        songs = stem_folder_songs(stems_dir, cache_dir)
+        songs = stem_folder_songs(stems_dir, cache_dir, sources=sources)
     else:
         try:
-            songs = musdb_songs(musdb_root, split or "train", cache_dir, subset=subset, is_wav=is_wav)
+            songs = musdb_songs(musdb_root, split or "train", cache_dir, subset=subset, is_wav=is_wav, sources=sources)
         except StemsError:
             raise
         except Exception as error:  # musdb raises bare errors for wrong roots

@@ -101,6 +101,9 @@ def separate_file(
     track = track or track_name(path)
     output = output_format(fmt)
     template = template or output.template
+    refusal = output.refusal(separator.sources)
+    if refusal:
+        raise StemsError(f"{path}: {refusal}")
     output.check(groups, path)
     names = output.file_names(groups)
     targets = {name: output_path(out_dir, template, track, name, fmt) for name in names}

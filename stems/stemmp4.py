@@ -128,10 +128,17 @@ class StemMP4Writer:
 
 
 def find_stems(folder: Path) -> dict[str, Path]:
-    """{stem: path} of drums/bass/other/vocals.<audio extension> in `folder` (any case)."""
+    """{stem: path} of drums/bass/other/vocals.<audio extension> in `folder` (any case). Another
+    stem beside them (e.g. piano.wav of a six-stem separation) is refused: packing would drop it.
+    A mix (mix, mixture) and stem groups (no_vocals) are not stems and may be there."""
     if not folder.is_dir():
         raise StemsError(f"{folder}: not a directory")
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS]
+    extra = sorted(p.name for p in files if p.stem.lower() not in (*NI_STEMS, "mix", "mixture")
+                   and not p.stem.lower().startswith("no_"))
+    if extra:
+        raise StemsError(f"{folder}: a .{STEM_MP4} holds the four stems {', '.join(NI_STEMS)}; this folder also has "
+                         f"{', '.join(extra)}, which packing would drop (move it out to pack the four)")
     found = {}
     for name in NI_STEMS:
         matches = sorted(p.name for p in files if p.stem.lower() == name)

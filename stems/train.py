@@ -24,8 +24,8 @@ import yaml
 from . import spectral
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import Config, SOURCES
-from .data import ExcerptSampler, Song, musdb_songs, stem_folder_songs
+from .config import Config
+from .data import SILENCE, ExcerptSampler, Song, musdb_songs, stem_folder_songs
 from .errors import StemsError
 from .model import MaskNet
 from .report import training_curves
@@ -78,25 +78,28 @@ def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
     """Median over songs of each stem's SDR, for soft and binary masks (`train.validation` says
-    which SDR: BSSEval v4's median over 1-s frames, or the quick whole-signal one)."""
+    which SDR: BSSEval v4's median over 1-s frames, or the quick whole-signal one). The songs'
+    stems are in `config.model.sources` order."""
     from .evaluate import score_track
 
     model.eval()
     separator = Separator(TorchEngine(model, config.stft, device=str(_device_of(model))))
+    sources = config.model.sources
     result = {}
     for mask in ("soft", "binary"):
-        scores = {s: [] for s in SOURCES}
+        scores = {s: [] for s in sources}
         for song in songs:
             stems = np.asarray(song.stems, dtype=np.float32)
             estimates = separator.separate(stems.sum(axis=0), config.stft.sample_rate, mask=mask)
-            present = [i for i, s in enumerate(SOURCES) if np.abs(stems[i]).max() > 1e-4]
+            present = [s for s, stem in zip(sources, stems) if np.abs(stem).max() > SILENCE]
+            references = dict(zip(sources, stems))
             if config.train.validation == "bsseval":
-                values = score_track({SOURCES[i]: stems[i] for i in present}, {SOURCES[i]: estimates[SOURCES[i]] for i in present})
-                for i in present:
-                    scores[SOURCES[i]].append(values[SOURCES[i]]["SDR"])
+                values = score_track({s: references[s] for s in present}, {s: estimates[s] for s in present})
+                for s in present:
+                    scores[s].append(values[s]["SDR"])
             else:
-                for i in present:
-                    scores[SOURCES[i]].append(sdr(stems[i], estimates[SOURCES[i]]))
+                for s in present:
+                    scores[s].append(sdr(references[s], estimates[s]))
         per_stem = {s: float(np.nanmedian(v)) for s, v in scores.items() if v}
         result[mask] = per_stem | {"mean": float(np.mean(list(per_stem.values())))}
     result["loss"] = _validation_loss(model, config, songs)
@@ -183,15 +186,17 @@ def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config)
 
 
 def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song], list[Song]]:
-    """(training songs, validation songs); unreadable songs are appended to `skipped`."""
+    """(training songs, validation songs) with `config.model.sources`; unreadable songs are
+    appended to `skipped`. Validation songs are MUSDB18's valid split: none without MUSDB18."""
     cache = Path(config.train.cache_dir)
+    sources = config.model.sources
     train_songs: list[Song] = []
     valid_songs: list[Song] = []
     if config.train.musdb_root:
-        train_songs += musdb_songs(config.train.musdb_root, "train", cache, skipped=skipped)
-        valid_songs = musdb_songs(config.train.musdb_root, "valid", cache, skipped=skipped)
+        train_songs += musdb_songs(config.train.musdb_root, "train", cache, skipped=skipped, sources=sources)
+        valid_songs = musdb_songs(config.train.musdb_root, "valid", cache, skipped=skipped, sources=sources)
     for folder in config.train.stem_dirs:
-        train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped)
+        train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources)
     if not train_songs:
         raise StemsError("no training data: set train.musdb_root or train.stem_dirs")
     return train_songs, valid_songs

@@ -26,6 +26,11 @@ DEFAULT_TEMPLATE = "{track}/{stem}.{ext}"
 BUNDLE_TEMPLATE = "{track}.{ext}"
 
 
+def count_words(stems: tuple[str, ...]) -> str:
+    """How many `stems` there are, in words for a message ("four")."""
+    return {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}.get(len(stems), str(len(stems)))
+
+
 class Writer(Protocol):
     """What an open writer does; `OutputFormat.open` opens one."""
 
@@ -75,6 +80,14 @@ class OutputFormat:
     def file_names(self, stems: list[str] | tuple[str, ...]) -> list[str]:
         """The `{stem}` of each file written for `stems`."""
         return [self.bundle] if self.bundle else list(stems)
+
+    def refusal(self, sources: tuple[str, ...]) -> str | None:
+        """Why a model predicting `sources` cannot be written in this format, None when it can: a
+        format of fixed stems (NI's four) would drop a stem or leave one empty."""
+        if self.stems is None or sorted(sources) == sorted(self.stems):
+            return None
+        return (f"--format {self.name} needs the {count_words(self.stems)} stems {', '.join(self.stems)}; "
+                f"this model has {', '.join(sources)}")
 
     def check(self, stems: list[str] | tuple[str, ...], source: Path | str) -> None:
         """Refuse (StemsError naming `source`) stems this format cannot hold."""

@@ -22,7 +22,8 @@ def evaluate(
     subset: str = typer.Option("train", "--subset", help="MUSDB subset: train or test."),
     split: Optional[str] = typer.Option("valid", "--split", help="With --subset train: train or valid."),
     is_wav: bool = typer.Option(False, "--is-wav", help="MUSDB18 in its wav layout."),
-    stems_dir: Optional[Path] = typer.Option(None, "--stems-dir", help="References as <DIR>/<song>/{drums,bass,other,vocals}.*"),
+    stems_dir: Optional[Path] = typer.Option(None, "--stems-dir", help="References as <DIR>/<song>/<stem>.*: the model's stems, "
+                                             "or with no model scored those the folder holds."),
     estimates: Optional[Path] = typer.Option(None, "--estimates", help="Also score another system's outputs <DIR>/<track>/<stem>.wav."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or checkpoint file (default: the shipped model)."),
     masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only a non-empty --oracle is given); '' for none."),
@@ -43,8 +44,8 @@ def evaluate(
     from rich.progress import MofNCompleteColumn
 
     from ..config import STFTConfig
-    from ..evaluate import (ORACLES, estimates_reader, evaluate_systems, oracle_estimates, reference_tracks, summary_table,
-                            two_stem_references, two_stem_system)
+    from ..evaluate import (ORACLES, estimates_reader, evaluate_systems, oracle_estimates, reference_sources, reference_tracks,
+                            summary_table, two_stem_references, two_stem_system)
     from ..report import bar_chart, markdown_table
     from ..separator import Separator
 
@@ -61,11 +62,12 @@ def evaluate(
     if not mask_kinds and not oracle_kinds and estimates is None:
         _fail("nothing to evaluate: --mask and --oracle are both empty and no --estimates given", 2)
     try:
-        tracks = reference_tracks(musdb_root, subset, split, is_wav, stems_dir, Path(".cache/stems-data"))
         separator = Separator.from_checkpoint(checkpoint, runtime, shifts=shifts) if mask_kinds or plot else None
+        # the model's stems when one is scored, else the references' (MUSDB18's four, or the folder's)
+        names = separator.sources if separator is not None else reference_sources(musdb_root, stems_dir)
+        tracks = reference_tracks(musdb_root, subset, split, is_wav, stems_dir, Path(".cache/stems-data"), names)
     except (StemsError, ValueError) as error:
         _fail(str(error))
-    names = separator.sources if separator is not None else ("drums", "bass", "other", "vocals")
     if two_stems and two_stems not in names:
         _fail(f"--two-stems {two_stems}: choose from {', '.join(names)}", 2)
     systems, cache_keys = {}, {}

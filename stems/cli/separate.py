@@ -19,7 +19,7 @@ from ..manifest import Manifest
 from ..masks import MASK_KINDS
 from ..registry import RUNTIMES
 from ..stemmp4 import STEM_MP4
-from ..writers import BUNDLE_TEMPLATE, DEFAULT_TEMPLATE, FORMATS, PER_STEM_FORMATS
+from ..writers import BUNDLE_TEMPLATE, DEFAULT_TEMPLATE, FORMATS, PER_STEM_FORMATS, count_words
 from .common import app, console, fail as _fail
 
 
@@ -104,7 +104,7 @@ def separate(
     if stems and two_stems:
         _fail("--stems and --two-stems cannot be used together", 2)
     if output.stems is not None and (stems or two_stems):
-        _fail(f"--format {fmt} always holds all {_count(output.stems)} stems: it cannot be used with --stems or --two-stems", 2)
+        _fail(f"--format {fmt} always holds all {count_words(output.stems)} stems: it cannot be used with --stems or --two-stems", 2)
     if mask is not None and mask not in MASK_KINDS:
         _fail(f"--mask {mask}: choose from {', '.join(MASK_KINDS)}", 2)
     if device not in DEVICES:
@@ -127,6 +127,9 @@ def separate(
         console.print(f"shard {shard_spec[0]}/{shard_spec[1]}: {len(batch.tracks)} of the inputs", highlight=False)
     try:
         separator = Separator.from_checkpoint(checkpoint, runtime, threads, device, shifts=shifts)
+        refusal = output.refusal(separator.sources)
+        if refusal:
+            raise StemsError(refusal)
         output_groups(separator.sources, subset, two_stems)
         log = Manifest(manifest) if manifest is not None else None
     except (StemsError, ValueError) as error:
@@ -146,10 +149,6 @@ def separate(
     if failures:
         console.print(f"{len(failures)} of {len(results) + len(batch.problems)} inputs failed")
         raise typer.Exit(1)
-
-
-def _count(stems: tuple[str, ...]) -> str:
-    return {4: "four"}.get(len(stems), str(len(stems)))
 
 
 class _Display:

@@ -65,22 +65,39 @@ def dataset_build(
     other: Optional[Path] = typer.Option(None, "--other"),
     vocals: Optional[Path] = typer.Option(None, "--vocals", help="e.g. an acapella of the song."),
     instrumental: Optional[Path] = typer.Option(None, "--instrumental", help="Everything but the vocals."),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Batch: columns song,mix,drums,bass,other,vocals,instrumental."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its dataset section sets the thresholds."),
+    named: list[str] = typer.Option([], "--stem", help="NAME=PATH, repeatable: any stem of the config's model.sources "
+                                    "(e.g. --stem piano=piano.wav with --set model.sources=[drums,bass,other,vocals,piano])."),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="Batch: columns song,mix, then the config's model.sources "
+                                            "(default drums,bass,other,vocals) and instrumental."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML config; its dataset section sets the thresholds, "
+                                          "its model.sources the stems."),
     overrides: list[str] = typer.Option([], "--set", help="e.g. --set dataset.min_residual_snr_db=15"),
 ) -> None:
     """Align stems to their mix (cross-correlation), match gains (least squares), derive what is
-    missing (e.g. other = mix - the rest), check the residual and write <out>/{stem}.wav."""
+    missing (e.g. other = mix - the rest), check the residual and write <out>/{stem}.wav.
+
+    The stems are the config's model.sources; --drums, --bass, --other and --vocals are short for
+    --stem drums=PATH and so on."""
     from ..config import ConfigError, load_config
     from ..dataset import build_from_csv, build_pair
 
     try:
-        settings = load_config(config, overrides).dataset
+        resolved = load_config(config, overrides)
     except ConfigError as error:
         _fail(str(error), 2)
-    options = {"min_residual_snr_db": settings.min_residual_snr_db, "max_offset_s": settings.max_offset_s}
+    settings, sources = resolved.dataset, resolved.model.sources
+    options = {"min_residual_snr_db": settings.min_residual_snr_db, "max_offset_s": settings.max_offset_s,
+               "sources": sources}
     given = {k: v for k, v in {"drums": drums, "bass": bass, "other": other, "vocals": vocals,
                                "instrumental": instrumental}.items() if v is not None}
+    for item in named:
+        name, _, path = item.partition("=")
+        name = name.strip()
+        if not name or not path:
+            _fail(f"--stem {item}: give NAME=PATH (NAME one of {', '.join(sources)})", 2)
+        if name in given:
+            _fail(f"--stem {item}: {name} is given twice", 2)
+        given[name] = Path(path)
     if (csv_file is None) == (mix is None):
         _fail("give either --mix with some stems, or --csv", 2)
     errors: list[tuple[str, str]] = []
@@ -89,7 +106,7 @@ def dataset_build(
             reports, errors = build_from_csv(csv_file, out, **options)
         else:
             if not given:
-                _fail("give at least one stem (--vocals, --drums, --bass, --other or --instrumental)", 2)
+                _fail("give at least one stem (--vocals, --drums, --bass, --other, --instrumental or --stem NAME=PATH)", 2)
             reports = [build_pair(mix, given, out, **options)]
     except StemsError as error:
         _fail(str(error))
