@@ -78,30 +78,42 @@ def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
     """Median over songs of each stem's SDR, for soft and binary masks (`train.validation` says
-    which SDR: BSSEval v4's median over 1-s frames, or the quick whole-signal one). The songs'
-    stems are in `config.model.sources` order."""
+    which SDR: BSSEval v4's median over 1-s frames, or the quick whole-signal one), and of the
+    two-stem split's (vocals / no_vocals, as `--two-stems vocals` writes it) under "two_stems".
+    The songs' stems are in `config.model.sources` order."""
     from .evaluate import score_track
 
     model.eval()
     separator = Separator(TorchEngine(model, config.stft, device=str(_device_of(model))))
     sources = config.model.sources
+    pair = ("vocals", "no_vocals") if "vocals" in sources else ()
     result = {}
     for mask in ("soft", "binary"):
-        scores = {s: [] for s in sources}
+        scores = {s: [] for s in (*sources, *pair)}
         for song in songs:
             stems = np.asarray(song.stems, dtype=np.float32)
             estimates = separator.separate(stems.sum(axis=0), config.stft.sample_rate, mask=mask)
-            present = [s for s, stem in zip(sources, stems) if np.abs(stem).max() > SILENCE]
             references = dict(zip(sources, stems))
-            if config.train.validation == "bsseval":
-                values = score_track({s: references[s] for s in present}, {s: estimates[s] for s in present})
-                for s in present:
-                    scores[s].append(values[s]["SDR"])
-            else:
-                for s in present:
-                    scores[s].append(sdr(references[s], estimates[s]))
-        per_stem = {s: float(np.nanmedian(v)) for s, v in scores.items() if v}
+            if pair:  # the two-stem split (karaoke): vocals and the sum of the rest
+                references["no_vocals"] = stems.sum(axis=0) - references["vocals"]
+                estimates["no_vocals"] = sum(estimates[s] for s in sources if s != "vocals")
+            present = [s for s in scores if np.abs(references[s]).max() > SILENCE]
+            for group in (set(sources), set(pair)):  # BSSEval scores each split as one set of sources
+                chosen = [s for s in present if s in group]
+                if not chosen:
+                    continue
+                if config.train.validation == "bsseval":
+                    values = score_track({s: references[s] for s in chosen}, {s: estimates[s] for s in chosen})
+                    for s in chosen:
+                        scores[s].append(values[s]["SDR"])
+                else:
+                    for s in chosen:
+                        scores[s].append(sdr(references[s], estimates[s]))
+        per_stem = {s: float(np.nanmedian(scores[s])) for s in sources if scores[s]}
         result[mask] = per_stem | {"mean": float(np.mean(list(per_stem.values())))}
+        if pair and all(scores[s] for s in pair):
+            two = {s: float(np.nanmedian(scores[s])) for s in pair}
+            result[mask]["two_stems"] = two | {"mean": float(np.mean(list(two.values())))}
     result["loss"] = _validation_loss(model, config, songs)
     model.train()
     return result

@@ -179,7 +179,9 @@ def test_validation_reports_sdr_per_stem_and_the_loss():
     for kind in ("quick", "bsseval"):
         scores = validate(make_model(), Config(train=TrainConfig(validation=kind)), [song])
         assert set(scores) == {"soft", "binary", "loss"} and np.isfinite(scores["loss"])
-        assert set(scores["soft"]) == {"drums", "bass", "other", "vocals", "mean"}
+        assert set(scores["soft"]) == {"drums", "bass", "other", "vocals", "mean", "two_stems"}
+        assert set(scores["soft"]["two_stems"]) == {"vocals", "no_vocals", "mean"}
+        assert all(np.isfinite(v) for v in scores["soft"]["two_stems"].values())
 
 
 def test_sdr_loss_is_minus_each_stems_sdr_of_the_masked_mix():
