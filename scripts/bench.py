@@ -2,14 +2,15 @@
 
 Prints x real time and peak RSS for a 3-minute stereo 44.1 kHz song (a real CC0 song from
 ../shared/data when present, else synthetic), separated by `stems separate` processes that
-alternate between the runtimes given (these CPUs vary about 2x between days, so only runs of one
-sitting compare: their ratio is printed); where the time goes per stage, beside the no-network
+alternate between the runtimes given and, with --against DIR, the `stems separate` of another
+checkout (a git worktree of an earlier commit: `git worktree add /tmp/old e32ab27`) (these CPUs
+vary about 2x between days, so only runs of one sitting compare: their ratios are printed); where the time goes per stage, beside the no-network
 floor (read + STFT + iSTFT + write); Open-Unmix's umxhq network alone on the same song, when the
 `openunmix` package is installed (`pip install --no-deps openunmix`: its weights are not needed
 for timing, so it runs with random ones); and peak RSS for a 60-minute file.
 
 Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default]
-     [--runtimes onnx,torch] [--rounds 3] [--shifts 1] [--threads N]
+     [--runtimes onnx,torch] [--against DIR] [--rounds 3] [--shifts 1] [--threads N]
 """
 
 from __future__ import annotations
@@ -26,11 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stems import spectral
-from stems.config import STFTConfig
 from stems.engine import load_engine
-from stems.masks import inference_masks
-from stems.reconstruct import output_groups, reconstruct
 
 RATE = 44100
 CC0 = Path(__file__).resolve().parents[1].parent / "shared/data/eir-cc0/train/Lithium"
@@ -57,13 +54,17 @@ _CHILD = ("import atexit, sys\n"
 
 
 def run_cli(path: Path, out: Path, args: argparse.Namespace, runtime: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one `stems separate` process."""
+    """Wall seconds and peak RSS (MB) of one `stems separate` process; `runtime` is "onnx",
+    "torch", or a checkout's directory whose own `stems separate` runs (with its defaults)."""
     command = [sys.executable, "-c", _CHILD, "separate", str(path), "-o", str(out), "--checkpoint", args.checkpoint,
-               "--runtime", runtime, "--shifts", str(args.shifts), "--overwrite"]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
+               "--shifts", str(args.shifts), "--overwrite"]
+    env, cwd = None, None
+    if runtime in ("onnx", "torch"):
+        command += ["--runtime", runtime] + (["--threads", str(args.threads)] if args.threads else [])
+    else:
+        env, cwd = {**os.environ, "PYTHONPATH": runtime}, runtime
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"stems separate failed: {done.stderr[-500:]}")
@@ -79,53 +80,58 @@ def startup_seconds(checkpoint: str, runtime: str) -> float:
     return time.perf_counter() - started
 
 
+class _NoNetwork:
+    """An engine whose logits are zeros (uniform masks) at no cost: the pipeline without the network."""
+
+    def __init__(self, engine):
+        self.card, self.stft, self.sources = engine.card, engine.stft, engine.sources
+        self.audio_channels, self.n_bins = engine.audio_channels, engine.n_bins
+        self.past, self.lookahead = engine.past, engine.lookahead
+
+    def logits(self, mix_mag: np.ndarray) -> np.ndarray:
+        frames = mix_mag.shape[-1] - self.past - self.lookahead
+        return np.zeros((len(self.sources), self.audio_channels, self.n_bins, frames), dtype=np.float32)
+
+
 def stages(path: Path, out: Path, checkpoint: str, runtime: str, threads: int | None) -> dict[str, float]:
-    """Seconds per stage for the whole song in one process, chunked as the separator does."""
+    """Seconds per stage of one `separate_file` of the song in this process, chunk by chunk as the
+    separator goes (each stage's function timed where the separator calls it: reading, the STFT
+    and the network run in the separator's worker thread beside the masks, the reconstruction
+    and the writing, so the stages add up to more than the wall time), the start-up of a fresh
+    process, and the same file separated without the network (the floor)."""
+    from stems import separator as pipeline
+    from stems.files import separate_file
+    from stems.separator import Separator
+
     engine = load_engine(checkpoint, runtime, threads)
-    stft = engine.stft
-    times = {}
-    t = time.perf_counter()
-    audio = sf.read(path, dtype="float32", always_2d=True)[0].T
-    times["read"] = time.perf_counter() - t
-    t = time.perf_counter()
-    spec = spectral.stft(audio, stft)
-    times["STFT"] = time.perf_counter() - t
-    total = spec.shape[-1]
-    mag = np.pad(np.abs(spec), ((0, 0), (0, 0), (engine.past, engine.lookahead)))
-    groups = output_groups(engine.sources)
-    times.update(dict.fromkeys(("network", "masks", "reconstruct (mask x STFT + iSTFT)"), 0.0))
-    pieces = {name: [] for name in groups}
-    window = engine.past + engine.lookahead
-    for a in range(0, total, 256):
-        b = min(a + 256, total)
-        t = time.perf_counter()
-        logits = engine.logits(mag[..., a: b + window])
-        times["network"] += time.perf_counter() - t
-        t = time.perf_counter()
-        masks = inference_masks(logits, "soft")
-        times["masks"] += time.perf_counter() - t
-        t = time.perf_counter()
-        waves, _ = reconstruct(spec[..., a:b], masks, groups, a, total, stft)
-        times["reconstruct (mask x STFT + iSTFT)"] += time.perf_counter() - t
-        for name, wave in waves.items():
-            pieces[name].append(wave)
-    t = time.perf_counter()
-    for name in groups:
-        sf.write(out / f"{name}.wav", np.concatenate(pieces[name], axis=-1)[:, : audio.shape[-1]].T, RATE, "PCM_16")
-    times["write"] = time.perf_counter() - t
+    times = dict.fromkeys(("STFT", "network", "masks", "reconstruct (mask x STFT + iSTFT)"), 0.0)
+
+    def timed(stage, function):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                times[stage] += time.perf_counter() - started
+        return run
+
+    originals = (pipeline.spectral.stft_frames, pipeline.inference_masks, pipeline.reconstruct)
+    pipeline.spectral.stft_frames = timed("STFT", originals[0])
+    pipeline.inference_masks = timed("masks", originals[1])
+    pipeline.reconstruct = timed("reconstruct (mask x STFT + iSTFT)", originals[2])
+    engine.logits = timed("network", engine.logits)
+    try:
+        started = time.perf_counter()
+        separate_file(Separator(engine), path, out, overwrite=True)
+        whole = time.perf_counter() - started
+    finally:
+        pipeline.spectral.stft_frames, pipeline.inference_masks, pipeline.reconstruct = originals
+    times["separate_file, wall (read, STFT, network beside the rest)"] = whole
     times["start-up (interpreter, imports, model load)"] = startup_seconds(checkpoint, runtime)
-    return times
-
-
-def floor_seconds(path: Path, out: Path) -> float:
-    """Read + STFT + iSTFT of four stems + write, no network: what no model can go below."""
     started = time.perf_counter()
-    audio = sf.read(path, dtype="float32", always_2d=True)[0].T
-    spec = spectral.stft(audio, STFTConfig())
-    for name in ("drums", "bass", "other", "vocals"):
-        sf.write(out / f"{name}.wav", spectral.istft(spec * 0.25, audio.shape[-1], STFTConfig()).T, RATE,
-                 "PCM_16")
-    return time.perf_counter() - started
+    separate_file(Separator(_NoNetwork(engine)), path, out / "floor", overwrite=True)
+    times["no-network floor: the same file without the network"] = time.perf_counter() - started
+    return times
 
 
 def open_unmix_seconds(audio: np.ndarray, threads: int) -> float | None:
@@ -156,11 +162,12 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--runtimes", default="onnx", help="comma-separated: onnx, torch (alternated)")
+    parser.add_argument("--against", default=None, help="another checkout whose stems separate alternates too")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shifts", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    runtimes = args.runtimes.split(",")
+    runtimes = args.runtimes.split(",") + ([str(Path(args.against).resolve())] if args.against else [])
     print(f"command: {' '.join(['python', *sys.argv])}  ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="stems-bench-") as tmp:
         tmp = Path(tmp)
@@ -178,20 +185,19 @@ def main() -> None:
               f"{args.rounds} alternating rounds:")
         for runtime, results in runs.items():
             seconds = [s for s, _ in results]
-            print(f"  {runtime:5s} median {statistics.median(seconds):.2f} s = {duration / statistics.median(seconds):.1f}x "
+            print(f"  {Path(runtime).name:5s} median {statistics.median(seconds):.2f} s = {duration / statistics.median(seconds):.1f}x "
                   f"real time (runs {', '.join(f'{s:.2f}' for s in seconds)} s), peak RSS {max(p for _, p in results):.0f} MB")
         if len(runtimes) > 1:
             first, *others = runtimes
             for other in others:
                 ratios = [o[0] / f[0] for f, o in zip(runs[first], runs[other])]
-                print(f"  {other} / {first} time per round: {', '.join(f'{r:.2f}' for r in ratios)} "
+                print(f"  {Path(other).name} / {first} time per round: {', '.join(f'{r:.2f}' for r in ratios)} "
                       f"(median {statistics.median(ratios):.2f}x)")
         (tmp / "stages").mkdir()
         times = stages(path, tmp / "stages", args.checkpoint, runtimes[0], args.threads)
-        print(f"where the time goes ({runtimes[0]}, one process, one pass):")
+        print(f"where the time goes ({runtimes[0]}, one process, one pass, {args.minutes:g}-minute song):")
         for name, value in times.items():
-            print(f"  {name:44s} {value:6.2f} s")
-        print(f"  {'no-network floor (read + STFT + iSTFT + write)':44s} {floor_seconds(path, tmp / 'stages'):6.2f} s")
+            print(f"  {name:50s} {value:6.2f} s")
         umx = open_unmix_seconds(audio, args.threads or os.cpu_count())
         if umx is None:
             print("Open-Unmix: not installed (pip install --no-deps openunmix)")

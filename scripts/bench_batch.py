@@ -2,10 +2,10 @@
 
 Makes a folder of N stereo 44.1 kHz wav songs (different excerpts and gains of the real CC0 song
 that scripts/bench.py uses, else noise), separates the folder in one process (model load
-included) and prints seconds per song, x real time and peak RSS. torch in that process uses its
-default thread count (the machine's cores).
+included) and prints seconds per song, x real time and peak RSS. The network uses one thread
+per core unless --threads says otherwise.
 
-Run: .venv/bin/python scripts/bench_batch.py [--songs 20] [--minutes 3] [--checkpoint default]
+Run: .venv/bin/python scripts/bench_batch.py [--songs 20] [--minutes 3] [--checkpoint default] [--runtime onnx]
 """
 
 from __future__ import annotations
@@ -39,13 +39,16 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=20)
     parser.add_argument("--minutes", type=float, default=3.0, help="length of each song")
     parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--runtime", default="onnx")
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    args.shifts = 1
     print(f"command: {' '.join(['python', *sys.argv])}")
     with tempfile.TemporaryDirectory(prefix="stems-bench-batch-") as tmp:
         folder = Path(tmp) / "songs"
         folder.mkdir()
         what = make_songs(folder, args.songs, args.minutes * 60)
-        seconds, peak = run_cli(folder, Path(tmp) / "out", args.checkpoint)
+        seconds, peak = run_cli(folder, Path(tmp) / "out", args, args.runtime)
     audio_seconds = args.songs * args.minutes * 60
     print(f"{args.songs} songs of {args.minutes:g} minutes ({what}), folder -> 4 wav files each, one process, "
           f"model load included: {seconds:.1f} s = {seconds / args.songs:.2f} s per song = "

@@ -76,6 +76,12 @@ class MaskBag(nn.Module):
 
 
 def mean_log_mask(member_logits: list[torch.Tensor]) -> torch.Tensor:
-    """Members' (batch, sources, ...) logits -> log of their mean softmax mask over sources."""
-    mean = sum(torch.softmax(logits, dim=1) for logits in member_logits) / len(member_logits)
-    return torch.log(mean.clamp_min(1e-12))
+    """Members' (batch, sources, ...) logits -> log of their mean softmax mask over sources.
+
+    The softmax is written out (max, exp, sum, divide): exported to ONNX, a softmax over the
+    sources axis, which is not the last one, transposes the logits there and back."""
+    total = 0.0
+    for logits in member_logits:
+        exp = torch.exp(logits - logits.amax(dim=1, keepdim=True))
+        total = total + exp / exp.sum(dim=1, keepdim=True)
+    return torch.log((total / len(member_logits)).clamp_min(1e-12))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,7 +74,8 @@ class OnnxEngine:
 
     Args:
         path: the .onnx file (checked by `registry.verify`).
-        threads: intra-op threads (None: ONNX Runtime's default, one per core).
+        threads: intra-op threads (None: one per core but one, which the separator's reading,
+            transforms and writing use beside the network).
         device: "cpu", or "cuda" through ONNX Runtime's CUDA provider where it is installed.
     """
 
@@ -83,8 +85,7 @@ class OnnxEngine:
         digest = registry.verify(path)
         options = onnxruntime.SessionOptions()
         options.inter_op_num_threads = 1
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads or max(1, (os.cpu_count() or 2) - 1)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():

@@ -12,6 +12,7 @@ separated once per delay of the signal (the frame grid moved by a fraction of a 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,6 +31,18 @@ ReadFn = Callable[[int, int], np.ndarray]  # (start, stop) -> (channels, stop - 
 def _mean(arrays: list[np.ndarray]) -> np.ndarray:
     """Their mean; a single array is returned as it is, not copied."""
     return arrays[0] if len(arrays) == 1 else sum(arrays) / len(arrays)
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """One chunk's frames, ready for reconstruction."""
+
+    samples: np.ndarray  # (2, n) the mix from sample span_start on
+    span_start: int
+    spec: np.ndarray  # (2, bins, F) complex mix STFT of frames first_frame .. first_frame+F-1
+    first_frame: int
+    total: int  # frames of the whole (delayed) signal
+    logits: np.ndarray  # (sources, 2, bins, F)
 
 
 @dataclass(frozen=True)
@@ -92,19 +105,26 @@ class Separator:
         """
         hop = self.stft.hop_length
         delays = [round(i * hop / self.shifts) for i in range(self.shifts)]
-        for a in range(0, -(-n_samples // hop), self.chunk_frames):
-            b = min(a + self.chunk_frames, -(-n_samples // hop))
-            out_start, out_stop = a * hop, min(b * hop, n_samples)
-            runs = [self._chunk_stems(read, a, b, n_samples, channels, groups, mask, delay) for delay in delays]
-            yield Chunk(out_start, {name: _mean([run[name] for run in runs]) for name in groups})
+        count = -(-n_samples // hop)
+        jobs = [(a, min(a + self.chunk_frames, count), delay) for a in range(0, count, self.chunk_frames) for delay in delays]
+        # The next chunk is read, transformed and run through the network in a worker thread while
+        # this one is reconstructed and written: the stages use both cores of a 2-core machine.
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            ahead = worker.submit(self._analyse, read, n_samples, channels, *jobs[0]) if jobs else None
+            runs = []
+            for i, (a, b, delay) in enumerate(jobs):
+                analysis = ahead.result()
+                if i + 1 < len(jobs):
+                    ahead = worker.submit(self._analyse, read, n_samples, channels, *jobs[i + 1])
+                runs.append(self._synthesise(analysis, n_samples, channels, groups, mask, a, b, delay))
+                if len(runs) == len(delays):
+                    yield Chunk(a * hop, {name: _mean([run[name] for run in runs]) for name in groups})
+                    runs = []
 
-    def _chunk_stems(self, read: ReadFn, a: int, b: int, n_samples: int, channels: int,
-                     groups: dict[str, tuple[int, ...]], mask: str, delay: int) -> dict[str, np.ndarray]:
-        """{name: (channels, samples)} for output samples [a*hop, min(b*hop, n_samples)) of the
-        signal delayed by `delay` < hop samples: its frames a-m .. b+m-1 (one more when delayed)
-        cover those samples + delay."""
-        hop = self.stft.hop_length
-        out_start, out_stop = a * hop, min(b * hop, n_samples)
+    def _analyse(self, read: ReadFn, n_samples: int, channels: int, a: int, b: int, delay: int) -> "_Analysis":
+        """Read, transform and run the network over the frames that output samples [a*hop, min(b*hop, n_samples))
+        of the signal delayed by `delay` < hop samples need: frames a-m .. b+m-1 (one more when
+        delayed) cover those samples + delay, and the network needs its window around them."""
         total = spectral.n_frames(n_samples + delay, self.stft)
         m = spectral.context_frames_needed(self.stft)
         past, ahead = self.engine.past, self.engine.lookahead
@@ -119,11 +139,18 @@ class Separator:
         mag[..., : inside.start] = 0.0  # frames outside the signal are silent, as for the whole signal
         mag[..., inside.stop:] = 0.0
         logits = self.engine.logits(mag)  # (S, C, F, frames lo+past .. hi-ahead-1)
-        masks = inference_masks(logits, mask)
-        inner = spec[..., past: hi - lo - ahead]
-        ola_start = (lo + past) * hop - self.stft.n_fft // 2
-        mix = samples[:, ola_start - span_start: ola_start - span_start + (inner.shape[-1] - 1) * hop + self.stft.n_fft]
-        waves, first = reconstruct(inner, masks, groups, lo + past, total, self.stft, mix_samples=mix)
+        return _Analysis(samples, span_start, spec[..., past: hi - lo - ahead], lo + past, total, logits)
+
+    def _synthesise(self, analysis: "_Analysis", n_samples: int, channels: int, groups: dict[str, tuple[int, ...]],
+                    mask: str, a: int, b: int, delay: int) -> dict[str, np.ndarray]:
+        """{name: (channels, samples)} for output samples [a*hop, min(b*hop, n_samples))."""
+        hop, n_fft = self.stft.hop_length, self.stft.n_fft
+        out_start, out_stop = a * hop, min(b * hop, n_samples)
+        offset = analysis.first_frame * hop - n_fft // 2 - analysis.span_start
+        mix = analysis.samples[:, offset: offset + (analysis.spec.shape[-1] - 1) * hop + n_fft]
+        masks = inference_masks(analysis.logits, mask)
+        waves, first = reconstruct(analysis.spec, masks, groups, analysis.first_frame, analysis.total,
+                                   self.stft, mix_samples=mix)
         stems = {}
         for name, wave in waves.items():
             piece = wave[:, out_start + delay - first: out_stop + delay - first]
