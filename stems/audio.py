@@ -472,3 +472,13 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
     out = soxr.resample(np.ascontiguousarray(audio.T), from_rate, to_rate, quality="HQ")
     return np.ascontiguousarray(out.reshape(out.shape[0], -1).T, dtype=np.float32)
+
+
+def padded_slice(audio: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of an in-memory (channels, samples) signal as float32 (channels,
+    stop - start), zeros outside it: the array counterpart of `read_block`."""
+    out = np.zeros((audio.shape[0], stop - start), dtype=np.float32)
+    lo, hi = max(start, 0), min(stop, audio.shape[-1])
+    if hi > lo:
+        out[:, lo - start: hi - start] = audio[:, lo:hi]
+    return out

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soxr
 
 from .atomic import atomic_path
-from .audio import load
+from .audio import load, resample
 from .config import ModelConfig
 from .errors import StemsError
 
@@ -197,8 +196,7 @@ class ExcerptSampler:
         audio = np.asarray(song.stems[source, ..., offset: offset + length], dtype=np.float32)
         if length == self.excerpt:
             return audio
-        flat = audio.reshape(-1, length).T  # soxr wants (samples, channels)
-        played = soxr.resample(flat, length, self.excerpt, quality="HQ").T
+        played = resample(audio.reshape(-1, length), length, self.excerpt)
         played = np.pad(played, ((0, 0), (0, max(0, self.excerpt - played.shape[-1]))))[:, : self.excerpt]
         return np.ascontiguousarray(played.reshape(*audio.shape[:-1], self.excerpt), dtype=np.float32)
 

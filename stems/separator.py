@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import spectral
-from .audio import resample
+from .audio import padded_slice, resample
 from .engine import MaskEngine, load_engine
 from .masks import inference_masks
 from .reconstruct import covers_all_sources, output_groups, reconstruct
@@ -182,11 +182,7 @@ class Separator:
         n = audio.shape[-1]
 
         def read(start: int, stop: int) -> np.ndarray:
-            out = np.zeros((audio.shape[0], stop - start), dtype=np.float32)
-            lo, hi = max(start, 0), min(stop, n)
-            if hi > lo:
-                out[:, lo - start: hi - start] = audio[:, lo:hi]
-            return out
+            return padded_slice(audio, start, stop)
 
         groups = output_groups(self.sources, stems, two_stems)
         mask = mask or self.default_mask

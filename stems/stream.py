@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import spectral
+from .audio import padded_slice
 from .config import STFTConfig
 from .engine import MaskEngine, silent_state
 from .masks import inference_masks
@@ -178,11 +179,7 @@ class FrameSynthesiser:
         hop, n_fft = self.stft.hop_length, self.stft.n_fft
         start = frames.first * hop - n_fft // 2
         length = (count - 1) * hop + n_fft
-        out = np.zeros((self.mix.shape[0], length), dtype=np.float32)
-        lo = max(start, self.emitted)
-        hi = min(start + length, self.emitted + self.mix.shape[1])
-        if hi > lo:
-            out[:, lo - start: hi - start] = self.mix[:, lo - self.emitted: hi - self.emitted]
+        out = padded_slice(self.mix, start - self.emitted, start - self.emitted + length)
         return np.broadcast_to(out, (2, length)) if self.channels == 1 else out
 
 

@@ -121,7 +121,7 @@ def test_dataset_build_derives_from_the_configured_sources(tmp_path):
 
 
 def test_without_other_only_one_missing_stem_is_derived(tmp_path):
-    from stems.dataset import build_pair
+    from stems.pairs import build_pair
 
     sources = ("vocals", "piano", "drums")
     with pytest.raises(StemsError, match="cannot derive piano and drums together"):

@@ -79,7 +79,7 @@ def dataset_build(
     The stems are the config's model.sources; --drums, --bass, --other and --vocals are short for
     --stem drums=PATH and so on."""
     from ..config import ConfigError, load_config
-    from ..dataset import build_from_csv, build_pair
+    from ..pairs import build_from_csv, build_pair
 
     try:
         resolved = load_config(config, overrides)

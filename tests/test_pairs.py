@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from stems.dataset import build_from_csv, build_pair
+from stems.pairs import build_from_csv, build_pair
 from stems.errors import StemsError
 
 from conftest import RATE

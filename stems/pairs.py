@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import fft as sfft
 
-from .audio import StemWriter, load
+from .audio import StemWriter, load, padded_slice
 from .config import ModelConfig, STFTConfig
 from .data import STEM_EXTENSIONS
 from .errors import StemsError
@@ -102,7 +102,7 @@ def build_pair(mix: Path, stems: dict[str, Path], out_dir: Path, min_residual_sn
         raise StemsError(f"{mix}: the mix is silent")
     loaded = {name: _stereo(load(path, SAMPLE_RATE)) for name, path in stems.items()}
     offsets, prominence = _align(mix_audio, loaded, round(max_offset_s * SAMPLE_RATE))
-    fitted = {name: _shift(loaded.pop(name), offsets[name], mix_audio.shape[-1]) for name in stems}  # (2, samples)
+    fitted = {name: padded_slice(loaded.pop(name), offsets[name], offsets[name] + mix_audio.shape[-1]) for name in stems}  # (2, samples)
     gains = dict(zip(fitted, _joint_gains(mix_audio, list(fitted.values()))))
     residual = mix_audio.copy()
     for name, stem in fitted.items():
@@ -240,7 +240,7 @@ def _align(mix: np.ndarray, stems: dict[str, np.ndarray], max_lag: int) -> tuple
         # The other stems in the mix can pull a peak off by a sample or more (a bass locked to the
         # kick): search again against the mix less the other given stems, as first aligned.
         head = mix[:, : int(SEARCH_SECONDS * SAMPLE_RATE)]
-        parts = {name: _shift(stem, found[name][0], head.shape[-1]) for name, stem in stems.items()}
+        parts = {name: padded_slice(stem, found[name][0], found[name][0] + head.shape[-1]) for name, stem in stems.items()}
         for part, gain in zip(parts.values(), _joint_gains(head, list(parts.values()))):
             part *= np.float32(gain)
         explained = sum(parts.values())
@@ -273,16 +273,6 @@ def _find_offset(target: np.ndarray, stem: np.ndarray, max_lag: int) -> tuple[in
     best = int(np.argmax(np.where(searched, values, -1.0)))
     floor = np.median(values) / 0.6745  # a Gaussian's median |x| is 0.6745 sigma
     return int(lags[best]), (float(values[best] / floor) if floor > 0 else math.inf)
-
-
-def _shift(audio: np.ndarray, offset: int, length: int) -> np.ndarray:
-    """out[:, n] = audio[:, n + offset] for n < length, zeros outside `audio`: (channels, length)."""
-    out = np.zeros((audio.shape[0], length), dtype=np.float32)
-    source, target = max(offset, 0), max(-offset, 0)
-    count = min(length - target, audio.shape[-1] - source)
-    if count > 0:
-        out[:, target:target + count] = audio[:, source:source + count]
-    return out
 
 
 def _joint_gains(mix: np.ndarray, stems: list[np.ndarray]) -> np.ndarray:
