@@ -19,6 +19,7 @@ from rich.table import Table
 from stems import Separator
 from stems.audio import load
 from stems.errors import StemsError
+from stems.files import separate_file
 from stems.evaluate import score_track
 
 STREAMS = {"drums": 1, "bass": 2, "other": 3, "vocals": 4}  # NI stem order after the mixture
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mask = separator.default_mask
     started = time.perf_counter()
-    result = separator.separate_file(path, "separated", mask=mask, overwrite=True)
+    result = separate_file(separator, path, Path("separated"), mask=mask, overwrite=True)
     seconds = time.perf_counter() - started
     audio, rate = stempeg.read_stems(str(path), sample_rate=44100)  # (streams, samples, channels)
     references = {stem: audio[i].T.astype(np.float32) for stem, i in STREAMS.items()}

@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from stems import Separator
+from stems.files import separate_file
 from stems.reconstruct import output_groups
 from stems.stream import StreamPipeline
 
@@ -49,7 +50,7 @@ def soak_offline(checkpoint: str, long_minutes: float, files: int) -> None:
                 for _ in range(int(np.ceil(long_minutes / 3))):
                     handle.write(audio.T)
             started = time.perf_counter()
-            separator.separate_file(long_path, tmp / "out", overwrite=True)
+            separate_file(separator, long_path, tmp / "out", overwrite=True)
             print(f"{long_minutes:g}-minute file ({what}): {time.perf_counter() - started:.0f} s, RSS {rss_mb():.0f} MB",
                   flush=True)
             long_path.unlink()
@@ -58,7 +59,7 @@ def soak_offline(checkpoint: str, long_minutes: float, files: int) -> None:
         samples = []
         started = time.perf_counter()
         for i in range(1, files + 1):
-            separator.separate_file(short, tmp / "out", track=f"short{i % 10}", overwrite=True)
+            separate_file(separator, short, tmp / "out", track=f"short{i % 10}", overwrite=True)
             samples.append(rss_mb())
             if i in (1, 10) or i % 50 == 0:
                 print(f"  short file {i:4d}: RSS {samples[-1]:.0f} MB", flush=True)

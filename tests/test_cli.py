@@ -250,3 +250,14 @@ def test_demo_report_with_an_unknown_model_is_one_line_and_exit_2(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("error: nope: no such model (not a file, nor a registered name:") and done.stderr.count("\n") == 1
     assert not (tmp_path / "separated").exists()
+
+
+@pytest.mark.slow
+def test_demo_report_separates_the_example_and_prints_its_sdr(tmp_path):
+    """scripts/demo.sh's report: the shipped model on stempeg's excerpt, scored against its stems."""
+    script = Path(__file__).parents[1] / "scripts" / "demo_report.py"
+    done = subprocess.run([sys.executable, script], cwd=tmp_path, check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "mean" in done.stdout and "default-" in done.stdout
+    assert len(list((tmp_path / "separated").glob("*/*.wav"))) == 4
+
