@@ -18,7 +18,8 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from stems.audio import container_data_seconds, load, open_audio, read_block
+from stems.audio import load, open_audio, read_block
+from stems.lengths import container_data_seconds
 from stems.cli import app
 from stems.errors import StemsError
 
