@@ -93,7 +93,7 @@ def _network(model_config: dict[str, Any], n_bins: int, path: Path) -> MaskNet:
     """A MaskNet from a card's model config, retired options at their neutral value dropped."""
     values = dict(model_config)
     for key, neutral in RETIRED_OPTIONS.items():
-        if key in values and values.pop(key) not in (neutral, tuple(neutral) if isinstance(neutral, list) else neutral):
+        if key in values and values.pop(key) != neutral:
             raise StemsError(f"{path}: the model needs '{key}', which this version of stems no longer has")
     return MaskNet(config_from_dict({"model": values}).model, n_bins)
 

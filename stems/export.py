@@ -40,13 +40,14 @@ class _Graph(torch.nn.Module):
         return (logits, *caches.outgoing)
 
 
-def onnx_card(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any]) -> dict[str, Any]:
+def onnx_card(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any],
+              state_shapes: list[tuple[int, ...]]) -> dict[str, Any]:
     """What an ONNX engine needs to know beside the graph, with the checkpoint's card."""
     kept = {k: v for k, v in card.items() if k not in ("path", "sha256")}
     return kept | {"sources": list(model.sources), "audio_channels": model.config.audio_channels,
                    "stft": {"sample_rate": stft.sample_rate, "n_fft": stft.n_fft, "hop_length": stft.hop_length},
                    "past": model.past, "lookahead": model.lookahead,
-                   "state_shapes": [list(shape) for shape in model.state_shapes()]}
+                   "state_shapes": [list(shape) for shape in state_shapes]}
 
 
 def export_onnx(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any], directory: Path, name: str) -> Path:
@@ -70,7 +71,7 @@ def export_onnx(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any]
                               opset_version=OPSET, dynamo=False)
         graph = onnx.load(str(temporary))
         entry = graph.metadata_props.add()
-        entry.key, entry.value = "stems_card", json.dumps(onnx_card(network, stft, card), sort_keys=True)
+        entry.key, entry.value = "stems_card", json.dumps(onnx_card(network, stft, card, shapes), sort_keys=True)
         onnx.save(graph, str(temporary))
     return written.final
 

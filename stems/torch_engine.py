@@ -36,7 +36,6 @@ class TorchEngine:
         self.audio_channels = model.config.audio_channels
         self.n_bins = model.n_bins
         self.past, self.lookahead = model.past, model.lookahead
-        self.state_shapes = model.state_shapes()
 
     @classmethod
     def from_file(cls, path: Path, threads: int | None = None, device: str = "cpu") -> "TorchEngine":
@@ -59,7 +58,7 @@ class TorchEngine:
             return self.model(self._tensor(mix_mag)[None])[0].cpu().numpy()
 
     def zero_state(self) -> list:
-        return [torch.zeros(shape, device=self.device) for shape in self.state_shapes]
+        return [torch.zeros(shape, device=self.device) for shape in self.model.state_shapes()]
 
     def step(self, mix_mag: np.ndarray, state: list) -> tuple[np.ndarray, list]:
         caches = TimeCaches(state)

@@ -102,3 +102,18 @@ def test_shipped_models_load_small_and_carry_their_valid_table():
     quality = load_checkpoint("quality")[2]["metrics"]["musdb_valid_bsseval_v4_sdr"]["stems soft"]["mean"]
     default = load_checkpoint("default")[2]["metrics"]["musdb_valid_bsseval_v4_sdr"]["stems soft"]["mean"]
     assert quality > default  # the slower model has to earn its place
+
+def test_cards_with_retired_options_load_at_their_neutral_value_and_are_refused_otherwise(tmp_path, tiny_torch_checkpoint):
+    payload = torch.load(tiny_torch_checkpoint, weights_only=True)
+    card = json.loads(payload["card"])
+    for retired, loads in (({"side_input": False, "band_offsets": False, "freq_dilations": []}, True),
+                           ({"freq_dilations": [1, 2, 3]}, False), ({"side_input": True}, False)):
+        card["model_config"] = {**json.loads(payload["card"])["model_config"], **retired}
+        path = tmp_path / "old.pt"
+        torch.save(payload | {"card": json.dumps(card)}, path)
+        if loads:
+            assert load_checkpoint(path)[2]["model_config"] == card["model_config"]
+        else:
+            with pytest.raises(StemsError, match="old.pt: the model needs '(freq_dilations|side_input)', which this "
+                                                 "version of stems no longer has"):
+                load_checkpoint(path)
