@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from .audio import find_audio_files
-from .errors import Interrupted, StemsError
+from .errors import StemsError, check_interrupted, clear_interrupted, interrupt
 from .files import FileResult, separate_file, track_name
 from .manifest import Manifest
 from .separator import Separator
@@ -64,10 +64,6 @@ def batch_tracks(files: list[Path], shard: Shard | None = None) -> list[tuple[Pa
     return name_tracks(catalog)[index - 1:: count]
 
 
-def _raise_interrupted(signum: int, frame) -> None:
-    raise Interrupted(signum)
-
-
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
     """For the block, SIGTERM raises Interrupted where it is at its default (which would end the
@@ -76,11 +72,12 @@ def sigterm_unwinds() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         yield
         return
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        clear_interrupted()
 
 
 class Batch:
@@ -141,6 +138,7 @@ class Batch:
             stack.enter_context(sigterm_unwinds())
             results = []
             for path, name in self.tracks:
+                check_interrupted()
                 result = self._separate(separator, path, name, out_dir, on_start, progress, on_error, options)
                 results.append(result)
                 if log is not None:

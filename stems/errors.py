@@ -1,5 +1,6 @@
 """What stems raises: StemsError, the one exception type the CLI turns into a one-line error, and
-Interrupted, a signal that unwinds every writer."""
+Interrupted, a signal that unwinds every writer, raised by `interrupt` and again by
+`check_interrupted` where Python dropped it."""
 
 
 class StemsError(Exception):
@@ -14,3 +15,33 @@ class Interrupted(BaseException):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+
+
+_pending: int | None = None  # the signal `interrupt` raised last, until `clear_interrupted`
+
+
+def interrupt(signum: int, frame=None) -> None:
+    """A signal handler: raise Interrupted(signum) where the main thread is, and remember it.
+    Python drops an exception raised inside a __del__ or a weakref callback (with "Exception
+    ignored in ..."), so a signal landing there would be lost: `check_interrupted` raises it
+    again at the next safe point."""
+    global _pending
+    _pending = signum
+    raise Interrupted(signum)
+
+
+def check_interrupted() -> None:
+    """Raise Interrupted again if a signal arrived through `interrupt` and was not cleared."""
+    if _pending is not None:
+        raise Interrupted(_pending)
+
+
+def pending_interrupt() -> int | None:
+    """The signal `interrupt` raised and nobody cleared, or None."""
+    return _pending
+
+
+def clear_interrupted() -> None:
+    """Forget the signal: whoever handles Interrupted (ending the command for it) calls this."""
+    global _pending
+    _pending = None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .audio import open_audio, read_block
-from .errors import StemsError
+from .errors import StemsError, check_interrupted
 from .reconstruct import output_groups
 from .separator import Separator
 from .writers import output_format
@@ -126,6 +126,7 @@ def separate_file(
                 if output.mix:  # e.g. NI's first stream: the input's own mix, sample-aligned with the stems
                     blocks = {"mix": read_block(handle, chunk.start, stop, path), **blocks}
                 writer.write(blocks)
+                check_interrupted()
                 if progress is not None:
                     progress(stop, info.frames)
             result.outputs = writer.commit()

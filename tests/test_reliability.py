@@ -376,3 +376,34 @@ def test_a_signal_between_the_renames_still_puts_every_stem_in_place(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         files.commit()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(STEMS)
+
+
+class _RaisesSigtermWhenCollected:
+    def __del__(self):
+        signal.raise_signal(signal.SIGTERM)  # the handler runs here, where Python drops what it raises
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_python_drops_inside_a_destructor_still_stops_the_batch(tmp_path, tiny_checkpoint):
+    from stems.batch import Batch
+    from stems.engine import load_engine
+    from stems.errors import Interrupted, pending_interrupt
+
+    for i in range(3):
+        _write(tmp_path / "in" / f"song{i}.wav", synth(2.0, seed=i))
+    separator = Separator(load_engine(str(tiny_checkpoint)))
+    started = []
+
+    def on_start(path):
+        started.append(path.stem)
+        if path.stem == "song1":
+            _RaisesSigtermWhenCollected()  # collected at once: "Exception ignored in ... __del__"
+
+    with pytest.raises(Interrupted) as caught:
+        Batch([tmp_path / "in"]).run(separator, tmp_path / "out", on_start=on_start)
+    assert caught.value.signum == signal.SIGTERM
+    assert started == ["song0", "song1"]  # song1 is stopped at its first chunk, song2 never starts
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in files_under(tmp_path / "out")) == [
+        f"song0/{name}" for name in STEMS]
+    assert pending_interrupt() is None  # the batch that installed the handler forgets the signal
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -6,23 +6,28 @@ import sys
 
 from . import separate, info, export_stems, audition, stream, evaluate, train  # noqa: F401, I001  (registers the commands, in help order)
 from .common import Interrupted, app, console
-
-
-def _interrupt(signum: int, frame) -> None:
-    raise Interrupted(signum)
+from ..errors import interrupt, pending_interrupt
 
 
 def main() -> None:  # pragma: no cover - entry point, tested through subprocesses
     """Run the CLI; SIGINT and SIGTERM unwind it (writers remove their temporary files, finished
     outputs stay) and exit with 128 + the signal's number: 130 or 143."""
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         app(prog_name="stems")
     except Interrupted as stop:
-        console.print(f"[red]interrupted[/red] by {signal.Signals(stop.signum).name}: finished outputs are complete, "
-                      "the one in progress was removed", highlight=False)
-        sys.exit(128 + stop.signum)
+        _exit_interrupted(stop.signum)
+    except SystemExit as end:  # a signal Python dropped (inside a __del__) after the last check still counts
+        if end.code in (0, None) and pending_interrupt() is not None:
+            _exit_interrupted(pending_interrupt())
+        raise
+
+
+def _exit_interrupted(signum: int) -> None:
+    console.print(f"[red]interrupted[/red] by {signal.Signals(signum).name}: finished outputs are complete, "
+                  "the one in progress was removed", highlight=False)
+    sys.exit(128 + signum)
 
 
 __all__ = ["app", "main"]

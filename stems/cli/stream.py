@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..errors import StemsError
+from ..errors import StemsError, check_interrupted
 from ..stemmp4 import STEM_MP4
 from ..writers import FORMATS
 from .common import Interrupted, app, console, fail as _fail
@@ -100,6 +100,7 @@ def stream(
                     pipeline.start()
                     try:
                         while not pipeline.wait(0.1):
+                            check_interrupted()
                             display.update(status_table(pipeline.stats, stem_gains, block / rate, latency_ms))
                     except (KeyboardInterrupt, Interrupted) as caught:  # stop reading, drain, keep complete files
                         interrupted = 128 + caught.signum if isinstance(caught, Interrupted) else 130
