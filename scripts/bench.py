@@ -10,7 +10,7 @@ floor (read + STFT + iSTFT + write); Open-Unmix's umxhq network alone on the sam
 for timing, so it runs with random ones); and peak RSS for a 60-minute file.
 
 Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default]
-     [--runtimes onnx,torch] [--against DIR] [--rounds 3] [--shifts 1] [--threads N]
+     [--runtimes onnx,torch] [--against DIR ...] [--rounds 3] [--shifts 1] [--threads N]
 """
 
 from __future__ import annotations
@@ -162,12 +162,13 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--checkpoint", default="default")
     parser.add_argument("--runtimes", default="onnx", help="comma-separated: onnx, torch (alternated)")
-    parser.add_argument("--against", default=None, help="another checkout whose stems separate alternates too")
+    parser.add_argument("--against", action="append", default=[],
+                        help="another checkout whose stems separate alternates too (repeatable)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shifts", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    runtimes = args.runtimes.split(",") + ([str(Path(args.against).resolve())] if args.against else [])
+    runtimes = args.runtimes.split(",") + [str(Path(other).resolve()) for other in args.against]
     print(f"command: {' '.join(['python', *sys.argv])}  ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="stems-bench-") as tmp:
         tmp = Path(tmp)

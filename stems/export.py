@@ -4,8 +4,9 @@ The graph is the network's one forward with its time caches as inputs and output
 `stems.model.TimeCaches`), BatchNorm folded: `mix_mag` (1, channels, bins, frames) and `state<i>`
 (1, ..., reach_i) in, `logits` and `next_state<i>` out. Caches of zero frames make it the
 offline forward, caches of `reach` frames a streaming step. The model's card travels in the ONNX
-metadata (`stems_card`), with the frames its window reaches back (`past`) and ahead (`lookahead`)
-and the shapes of the streaming caches (`state_shapes`).
+metadata (`stems_card`), with the frames its window reaches back (`past`) and ahead (`lookahead`),
+the networks it averages (`members`: 2 or more for a bag) and the shapes of the streaming caches
+(`state_shapes`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def onnx_card(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any],
     return kept | {"sources": list(model.sources), "audio_channels": model.config.audio_channels,
                    "stft": {"sample_rate": stft.sample_rate, "n_fft": stft.n_fft, "hop_length": stft.hop_length},
                    "past": model.past, "lookahead": model.lookahead,
+                   "members": len(model.members) if isinstance(model, MaskBag) else 1,
                    "state_shapes": [list(shape) for shape in state_shapes]}
 
 

@@ -14,6 +14,7 @@ torch tensors), so the frame arithmetic exists once.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -25,10 +26,23 @@ def n_frames(n_samples: int, stft: STFTConfig) -> int:
     return -(-n_samples // stft.hop_length) + 1
 
 
+@functools.lru_cache(maxsize=8)
 def window(stft: STFTConfig) -> np.ndarray:
-    """(n_fft,) float32 periodic Hann window (torch.hann_window's default)."""
+    """(n_fft,) float32 periodic Hann window (torch.hann_window's default), read-only."""
     n = stft.n_fft
-    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+    win = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+    win.flags.writeable = False
+    return win
+
+
+@functools.lru_cache(maxsize=8)
+def _analysis_window(stft: STFTConfig) -> np.ndarray:
+    """The window times n_fft, for `rfft(..., norm="forward")`, which divides by n_fft: together
+    the unnormalised STFT. (NumPy runs a float32 rfft in single precision only with a norm other
+    than "backward", whose integer factor promotes the transform to float64: 4x the time.)"""
+    win = window(stft) * np.float32(stft.n_fft)
+    win.flags.writeable = False
+    return win
 
 
 def frame_span(first: int, last: int, stft: STFTConfig) -> tuple[int, int]:
@@ -47,7 +61,7 @@ def stft_frames(samples: np.ndarray, stft: STFTConfig) -> np.ndarray:
     """
     hop, n_fft = stft.hop_length, stft.n_fft
     frames = np.lib.stride_tricks.sliding_window_view(samples, n_fft, axis=-1)[..., ::hop, :]
-    spec = np.fft.rfft(frames * window(stft), axis=-1).astype(np.complex64, copy=False)
+    spec = np.fft.rfft(frames * _analysis_window(stft), axis=-1, norm="forward").astype(np.complex64, copy=False)
     return np.ascontiguousarray(np.swapaxes(spec, -1, -2))
 
 

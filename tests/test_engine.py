@@ -147,3 +147,22 @@ def test_separate_and_help_run_without_torch(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "imported: []" in run.stdout
     assert sorted(p.name for p in (tmp_path / "out" / "song").iterdir()) == ["bass.wav", "drums.wav", "other.wav", "vocals.wav"]
+
+
+def test_a_bag_takes_every_core_without_spinning_and_a_single_network_leaves_one(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    card = {"training": {"data": ["random weights (tests)"]}}
+    single = export_onnx(make_model(seed=1), STFTConfig(), card, tmp_path, "single")
+    bag = export_onnx(NETWORKS["bag"](), STFTConfig(), card, tmp_path, "bag")
+
+    def threads(engine):
+        options = engine.session.get_session_options()
+        try:
+            spinning = options.get_session_config_entry("session.intra_op.allow_spinning")
+        except RuntimeError:  # not set: ONNX Runtime's default, spinning
+            spinning = "1"
+        return options.intra_op_num_threads, spinning
+
+    assert threads(OnnxEngine(single)) == (3, "1")
+    assert threads(OnnxEngine(bag)) == (4, "0")
+    assert threads(OnnxEngine(bag, threads=2))[0] == 2  # asked for: as asked

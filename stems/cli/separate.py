@@ -68,7 +68,7 @@ def separate(
     runtime: Optional[str] = typer.Option(None, "--runtime", help=f"What runs a registered model: {' or '.join(RUNTIMES)} "
                                           "(default onnx: ONNX Runtime, no torch; cuda defaults to torch)."),
     device: str = typer.Option("cpu", "--device", help=f"Where the network runs: {' or '.join(DEVICES)}."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the network (default: one per core)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the network (default: one per core but one; every core for a bag such as quality)."),
     shifts: int = typer.Option(1, "--shifts", help="Average N separations, each with the STFT frame grid shifted by hop/N samples "
                                "(Demucs' shift trick): N times the network's work; see the README for what it gains."),
     float_output: bool = typer.Option(False, "--float", help="32-bit float wav (24-bit flac) instead of 16-bit."),
