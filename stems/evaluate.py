@@ -94,14 +94,28 @@ def two_stem_references(tracks: list[tuple[str, np.ndarray]], names: tuple[str, 
 
 
 def two_stem_system(estimate: Callable[[str, np.ndarray], dict], names: tuple[str, ...], stem: str):
-    """A four-stem system scored as two stems: `stem`, and the sum of the others' estimates (for
-    masks that sum to one, exactly what --two-stems writes). Its references may be either set:
-    both have the same mix, channels and length."""
-    def run(track: str, references: np.ndarray) -> dict[str, np.ndarray]:
-        estimates = estimate(track, references)
+    """A four-stem system and the same system scored as two stems: `stem`, and the sum of the
+    others' estimates (for masks that sum to one, exactly what --two-stems writes). The first
+    keeps each track's pair for the second, so a track scored in both tables is separated once
+    (the second separates it only when the first was read from the score cache). The references
+    may be either set: both have the same mix, channels and length.
+
+    Returns:
+        (four-stem estimator, two-stem estimator)."""
+    kept: dict[str, dict[str, np.ndarray]] = {}
+
+    def pair(estimates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {stem: estimates[stem], f"no_{stem}": sum(estimates[n] for n in names if n != stem)}
 
-    return run
+    def four(track: str, references: np.ndarray) -> dict[str, np.ndarray]:
+        estimates = estimate(track, references)
+        kept[track] = pair(estimates)
+        return estimates
+
+    def two(track: str, references: np.ndarray) -> dict[str, np.ndarray]:
+        return kept.pop(track) if track in kept else pair(estimate(track, references))
+
+    return four, two
 
 
 def _score_job(job: tuple) -> tuple[str, str, dict]:

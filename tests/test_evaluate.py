@@ -130,3 +130,36 @@ def test_stem_spectrogram_plot_writes_a_png(tmp_path):
     path = tmp_path / "stems.png"
     stem_spectrogram_plot(true.sum(axis=0), true, estimated, ("drums", "bass", "other", "vocals"), 8000, 64, path, "t")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_two_stem_table_reuses_the_four_stem_separation(tmp_path, tiny_checkpoint, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stems.cli import app
+    from stems.separator import Separator
+
+    monkeypatch.chdir(tmp_path)
+    _stems_dir(tmp_path / "refs")
+    calls = []
+    separate = Separator.separate
+    monkeypatch.setattr(Separator, "separate", lambda self, *a, **k: calls.append(1) or separate(self, *a, **k))
+    command = ["evaluate", "--stems-dir", "refs", "--checkpoint", str(tiny_checkpoint), "--mask", "soft", "--oracle", "",
+               "--json", "r.json"]
+    result = CliRunner().invoke(app, command + ["--cache", "cache"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 2  # two tracks, each separated once for both tables
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    sep = Separator.from_checkpoint(str(tiny_checkpoint))
+    import soundfile as sf
+
+    refs = {n: sf.read(tmp_path / "refs" / "one" / f"{n}.wav", dtype="float32", always_2d=True)[0].T for n in NAMES}
+    stems = sep.separate(sum(refs.values()), 44100, two_stems="vocals", mask="soft")
+    direct = score_track({"vocals": refs["vocals"], "no_vocals": sum(refs[n] for n in NAMES if n != "vocals")}, stems)
+    two = report["two_stems"]["tracks"]["stems soft"]["one"]
+    assert two["vocals"]["SDR"] == pytest.approx(direct["vocals"]["SDR"], abs=1e-3)
+    assert two["no_vocals"]["SDR"] == pytest.approx(direct["no_vocals"]["SDR"], abs=1e-3)
+    calls.clear()
+    again = CliRunner().invoke(app, command[:-2] + ["--cache", "cache"])  # both tables cached: nothing separated
+    assert again.exit_code == 0 and calls == []

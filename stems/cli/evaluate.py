@@ -90,8 +90,9 @@ def evaluate(
     tables = [(names, tracks, systems, cache_keys, title)]
     if two_stems:
         pair = (two_stems, f"no_{two_stems}")
-        paired = {label: two_stem_system(run, names, two_stems) for label, run in systems.items()
-                  if label.startswith(("stems", "estimates"))}
+        paired = {}
+        for label in [label for label in systems if label.startswith(("stems", "estimates"))]:
+            systems[label], paired[label] = two_stem_system(systems[label], names, two_stems)
         for kind in oracle_kinds:  # the baselines of the two sources themselves
             paired["mixture" if kind == "mix" else f"oracle {kind.upper()}"] = \
                 lambda track, refs, kind=kind: oracle_estimates(refs, pair, kind, STFTConfig())
