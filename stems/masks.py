@@ -19,9 +19,28 @@ def _one_hot_argmax(values: np.ndarray) -> np.ndarray:
     return (winner == sources).astype(np.float32)
 
 
-def inference_masks(logits: np.ndarray, kind: str) -> np.ndarray:
-    """(..., sources, channels, bins, frames) logits -> float32 masks of the same shape that sum
-    to one over the sources axis (-4)."""
+GATE_DB = -30.0  # the silence gate's default threshold (docs/experiments.md, session 12)
+
+
+def inference_masks(logits: np.ndarray, kind: str, mix_spec: np.ndarray | None = None,
+                    gate_db: float | None = None) -> np.ndarray:
+    """(sources, channels, bins, frames) logits -> float32 masks of the same shape that sum to
+    one over the sources axis; with `gate_db` (and the (channels, bins, frames) `mix_spec` of the
+    same frames), silence-gated (see the module's docstring). The loudest stem of a frame is never
+    gated; -inf gates nothing."""
+    masks = _masks(logits, kind)
+    if gate_db is None or gate_db == -np.inf:
+        return masks
+    power = np.abs(mix_spec) ** 2  # (C, F, T)
+    energy = np.einsum("scft,cft->st", masks * masks, power)  # each stem's estimate, per frame
+    quiet = energy < 10.0 ** (gate_db / 10.0) * power.sum(axis=(0, 1))
+    quiet[energy.argmax(axis=0), np.arange(energy.shape[1])] = False
+    if not quiet.any():
+        return masks
+    return _masks(np.where(quiet[:, None, None, :], -np.inf, logits), kind)
+
+
+def _masks(logits: np.ndarray, kind: str) -> np.ndarray:
     if kind == "soft":
         masks = np.exp(logits - logits.max(axis=-4, keepdims=True))
         masks /= masks.sum(axis=-4, keepdims=True)

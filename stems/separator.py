@@ -22,7 +22,7 @@ import numpy as np
 from . import spectral
 from .audio import padded_slice, resample
 from .engine import MaskEngine, load_engine
-from .masks import inference_masks
+from .masks import GATE_DB, inference_masks
 from .reconstruct import covers_all_sources, output_groups, reconstruct
 
 ReadFn = Callable[[int, int], np.ndarray]  # (start, stop) -> (channels, stop - start), zeros outside
@@ -60,10 +60,13 @@ class Separator:
         shifts: separate the signal this many times, delayed by k·hop/shifts samples for k = 0 ..
             shifts-1 (every placement of the STFT frame grid differs), and average (Demucs'
             "shift trick"); costs `shifts` times the work.
+        gate_db: the silence gate (`stems.masks`): a stem whose estimate holds less than this
+            share of a frame's energy gets nothing there; -inf turns it off.
     """
 
-    def __init__(self, engine: MaskEngine, chunk_frames: int = 256, shifts: int = 1):
+    def __init__(self, engine: MaskEngine, chunk_frames: int = 256, shifts: int = 1, gate_db: float = GATE_DB):
         self.engine = engine
+        self.gate_db = gate_db
         self.stft = engine.stft
         self.card = engine.card
         self.chunk_frames = chunk_frames
@@ -148,7 +151,7 @@ class Separator:
         out_start, out_stop = a * hop, min(b * hop, n_samples)
         offset = analysis.first_frame * hop - n_fft // 2 - analysis.span_start
         mix = analysis.samples[:, offset: offset + (analysis.spec.shape[-1] - 1) * hop + n_fft]
-        masks = inference_masks(analysis.logits, mask)
+        masks = inference_masks(analysis.logits, mask, analysis.spec, self.gate_db)
         waves, first = reconstruct(analysis.spec, masks, groups, analysis.first_frame, analysis.total,
                                    self.stft, mix_samples=mix)
         stems = {}

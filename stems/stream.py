@@ -57,7 +57,7 @@ class FrameAnalyser:
     """
 
     def __init__(self, separator: Separator, channels: int, mask: str):
-        self.stft, self.engine, self.mask = separator.stft, separator.engine, mask
+        self.stft, self.engine, self.mask, self.gate_db = separator.stft, separator.engine, mask, separator.gate_db
         self.channels = channels
         half = self.stft.n_fft // 2
         self.buffer = np.zeros((channels, half), dtype=np.float32)  # samples from buffer_start on
@@ -118,7 +118,8 @@ class FrameAnalyser:
         if logits is None or logits.shape[-1] == 0:
             return None
         count = logits.shape[-1]
-        frames = Frames(first, self.specs[..., :count], inference_masks(logits, self.mask), total)
+        spec = self.specs[..., :count]
+        frames = Frames(first, spec, inference_masks(logits, self.mask, spec, self.gate_db), total)
         self.specs = self.specs[..., count:]
         return frames
 

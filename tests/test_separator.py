@@ -118,3 +118,26 @@ def test_bad_arguments(separator):
         separator.separate(np.full((2, 1000), np.nan, dtype=np.float32), RATE)
     with pytest.raises(ValueError, match="unknown stem"):
         output_groups(("drums", "bass"), stems=("piano",))
+
+
+def test_the_silence_gate_chunked_equals_the_gate_on_the_whole_signal():
+    """The gate decides each frame alone: chunks give what gating the masks of the whole signal
+    at once gives (computed here from the one-pass STFT, network and overlap-add)."""
+    from stems import spectral
+    from stems.masks import inference_masks
+    from stems.reconstruct import reconstruct
+
+    audio = synth(6.0, seed=3)
+    audio[:, RATE * 2: RATE * 4] *= np.linspace(1.0, 0.0, RATE * 2)  # a fade, so that frames differ in level
+    separator = torch_separator(make_model(seed=5), chunk_frames=37, gate_db=-10.0)
+    stft = separator.stft
+    spec = spectral.stft(audio, stft)
+    mag = np.pad(np.abs(spec), ((0, 0), (0, 0), (separator.engine.past, separator.engine.lookahead)))
+    masks = inference_masks(separator.engine.logits(mag), "soft", spec, -10.0)
+    assert not np.allclose(masks, inference_masks(separator.engine.logits(mag), "soft"))  # the gate did act
+    groups = output_groups(separator.sources)
+    waves, start = reconstruct(spec, masks, groups, 0, spec.shape[-1], stft)
+    chunked = separator.separate(audio, RATE, mask="soft")
+    for name in groups:
+        assert np.abs(chunked[name] - waves[name][:, -start: -start + audio.shape[-1]]).max() < 1e-4, name
+    assert np.abs(sum(chunked.values()) - audio).max() < 1e-4

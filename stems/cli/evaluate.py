@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from ..errors import StemsError
-from ..masks import MASK_KINDS
+from ..masks import GATE_DB, MASK_KINDS
 from .common import app, console, fail as _fail
 
 
@@ -29,6 +29,7 @@ def evaluate(
     masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only a non-empty --oracle is given); '' for none."),
     oracles: Optional[str] = typer.Option(None, "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm (default all); '' for none."),
     shifts: int = typer.Option(1, "--shifts", help="Score the model with N shifted separations averaged (as stems separate --shifts)."),
+    gate_db: float = typer.Option(GATE_DB, "--gate-db", help="The silence gate's threshold in dB, as stems separate --gate-db; -inf: off."),
     jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),
     cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache: an interrupted run resumes."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary and every track's scores as JSON."),
@@ -62,7 +63,7 @@ def evaluate(
     if not mask_kinds and not oracle_kinds and estimates is None:
         _fail("nothing to evaluate: --mask and --oracle are both empty and no --estimates given", 2)
     try:
-        separator = Separator.from_checkpoint(checkpoint, runtime, shifts=shifts) if mask_kinds or plot else None
+        separator = Separator.from_checkpoint(checkpoint, runtime, shifts=shifts, gate_db=gate_db) if mask_kinds or plot else None
         # the model's stems when one is scored, else the references' (MUSDB18's four, or the folder's)
         names = separator.sources if separator is not None else reference_sources(musdb_root, stems_dir)
         tracks = reference_tracks(musdb_root, subset, split, is_wav, stems_dir, Path(".cache/stems-data"), names)
@@ -74,7 +75,8 @@ def evaluate(
     for kind in mask_kinds:
         label = f"stems {kind}"
         systems[label] = lambda track, refs, kind=kind: separator.separate(refs.sum(axis=0), 44100, mask=kind)
-        cache_keys[label] = f"weights-{separator.card['weights_sha256'][:16]}-{kind}" + (f"-shifts{shifts}" if shifts > 1 else "")
+        cache_keys[label] = (f"weights-{separator.card['weights_sha256'][:16]}-{kind}" + (f"-shifts{shifts}" if shifts > 1 else "")
+                             + (f"-gate{gate_db:g}" if gate_db != float("-inf") else ""))
     if estimates is not None:
         systems[f"estimates {estimates.name}"] = estimates_reader(estimates, names)
     for kind in oracle_kinds:

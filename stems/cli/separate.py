@@ -16,7 +16,7 @@ from ..batch import Batch, parse_shard
 from ..errors import StemsError
 from ..files import FileResult
 from ..manifest import Manifest
-from ..masks import MASK_KINDS
+from ..masks import GATE_DB, MASK_KINDS
 from ..registry import RUNTIMES
 from ..stemmp4 import STEM_MP4
 from ..writers import BUNDLE_TEMPLATE, DEFAULT_TEMPLATE, FORMATS, PER_STEM_FORMATS, count_words
@@ -71,6 +71,7 @@ def separate(
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the network (default: one per core but one; every core for a bag such as quality)."),
     shifts: int = typer.Option(1, "--shifts", help="Average N separations, each with the STFT frame grid shifted by hop/N samples "
                                "(Demucs' shift trick): N times the network's work; see the README for what it gains."),
+    gate_db: float = typer.Option(GATE_DB, "--gate-db", help="Silence gate: in a frame where a stem's estimate holds less than this share of the mix's energy (dB), the stem gets nothing there (what leaks into a stem that is silent in a section); -inf: off."),
     float_output: bool = typer.Option(False, "--float", help="32-bit float wav (24-bit flac) instead of 16-bit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs whose outputs all exist (outputs appear only when "
@@ -126,7 +127,7 @@ def separate(
     if shard_spec is not None:
         console.print(f"shard {shard_spec[0]}/{shard_spec[1]}: {len(batch.tracks)} of the inputs", highlight=False)
     try:
-        separator = Separator.from_checkpoint(checkpoint, runtime, threads, device, shifts=shifts)
+        separator = Separator.from_checkpoint(checkpoint, runtime, threads, device, shifts=shifts, gate_db=gate_db)
         refusal = output.refusal(separator.sources)
         if refusal:
             raise StemsError(refusal)

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ..errors import StemsError, check_interrupted
+from ..masks import GATE_DB
 from ..stemmp4 import STEM_MP4
 from ..writers import FORMATS
 from .common import Interrupted, app, console, fail as _fail
@@ -28,6 +29,7 @@ def stream(
     block_ms: float = typer.Option(20.0, "--block-ms", help="Block size in milliseconds."),
     realtime: Optional[bool] = typer.Option(None, "--realtime/--fast", help="Pace a file at real time (default when playing)."),
     mask: Optional[str] = typer.Option(None, "--mask", help="binary or soft (default: the checkpoint's better one)."),
+    gate_db: float = typer.Option(GATE_DB, "--gate-db", help="The silence gate's threshold in dB, as stems separate --gate-db; -inf: off."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or model file, .onnx or .pt (default: the shipped low-latency model, else the default one)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="What runs a registered model: onnx (default) or torch."),
     list_devices: bool = typer.Option(False, "--list-devices", help="List audio devices and exit."),
@@ -61,7 +63,7 @@ def stream(
             _fail(f"--format {fmt}: choose from {', '.join(FORMATS)}", 2)
         if checkpoint is None and "lowlatency" in registry()["models"]:
             checkpoint = "lowlatency"
-        separator = Separator.from_checkpoint(checkpoint, runtime, threads)
+        separator = Separator.from_checkpoint(checkpoint, runtime, threads, gate_db=gate_db)
         names = list(separator.sources)
         stem_gains = parse_gains(gains, play, names)
         mask = mask or separator.default_mask
