@@ -42,6 +42,7 @@ def pending_interrupt() -> int | None:
 
 
 def clear_interrupted() -> None:
-    """Forget the signal: whoever handles Interrupted (ending the command for it) calls this."""
+    """Forget the signal: `batch.sigterm_unwinds` calls this when the handler it installed goes, so
+    a library caller's next batch does not stop at once. (The CLI, which ends on the signal, keeps it.)"""
     global _pending
     _pending = None

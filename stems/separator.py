@@ -73,6 +73,8 @@ class Separator:
         self.shifts = shifts
         if not 1 <= self.shifts <= self.stft.hop_length:
             raise ValueError(f"shifts must be between 1 and the hop length ({self.stft.hop_length}), got {self.shifts}")
+        if gate_db != gate_db:  # NaN would gate nothing, silently
+            raise ValueError(f"gate_db must be a level in dB or -inf (off), got {gate_db}")
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None = None, runtime: str | None = None,

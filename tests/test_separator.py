@@ -49,6 +49,8 @@ def test_shifts_are_checked():
     for bad in (0, 1025):
         with pytest.raises(ValueError, match=f"shifts must be between 1 and the hop length \\(1024\\), got {bad}"):
             torch_separator(make_model(), shifts=bad)
+    with pytest.raises(ValueError, match="gate_db must be a level in dB or -inf \\(off\\), got nan"):
+        torch_separator(make_model(), gate_db=float("nan"))
 
 
 def test_one_pass_masks_are_the_sliding_window_masks_of_each_frame():

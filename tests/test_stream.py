@@ -104,6 +104,13 @@ def test_stream_device_options_without_portaudio_give_a_clear_error(tiny_checkpo
     assert listed.exit_code == 1 and "libportaudio2" in listed.output
 
 
+def test_a_bad_gate_is_one_line_and_records_nothing(tmp_path, tiny_checkpoint, song):
+    result = CliRunner().invoke(app, ["stream", str(song), "--record", str(tmp_path / "rec"), "--fast",
+                                      "--checkpoint", str(tiny_checkpoint), "--gate-db", "nan"])
+    assert result.exit_code == 1 and "gate_db must be a level in dB or -inf (off), got nan" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "rec").exists()
+
+
 def test_sigint_while_streaming_keeps_complete_files(tmp_path, tiny_checkpoint):
     path = tmp_path / "long.wav"
     sf.write(path, synth(20.0, seed=7).T, RATE)

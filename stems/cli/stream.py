@@ -63,7 +63,10 @@ def stream(
             _fail(f"--format {fmt}: choose from {', '.join(FORMATS)}", 2)
         if checkpoint is None and "lowlatency" in registry()["models"]:
             checkpoint = "lowlatency"
-        separator = Separator.from_checkpoint(checkpoint, runtime, threads, gate_db=gate_db)
+        try:
+            separator = Separator.from_checkpoint(checkpoint, runtime, threads, gate_db=gate_db)
+        except ValueError as error:  # a bad option value, named in the message
+            _fail(str(error))
         names = list(separator.sources)
         stem_gains = parse_gains(gains, play, names)
         mask = mask or separator.default_mask
