@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything stems does into ./.venv (idempotent): ffmpeg (apt-get, if missing), chromium
-# too when $1 names "test", then the package in editable mode with the training extras (torch,
-# evaluation, plots) and those named in $1 (e.g. "test"). An inference-only install is
-# `pip install .` (see the README).
+# Installs everything stems does into ./.venv (idempotent): ffmpeg (apt-get, if missing); chromium,
+# fluidsynth and a small General MIDI soundfont too when $1 names "test"; Debian's music packages
+# that `stems dataset render` renders when $1 names "data"; then the package in editable mode with
+# the training extras (torch, evaluation, plots, MIDI) and those named in $1 (e.g. "test"; "data"
+# is no Python extra). An inference-only install is `pip install .` (see the README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v ffmpeg >/dev/null 2>&1; then
@@ -16,9 +17,22 @@ if [[ "${1:-}" == *test* ]] && ! command -v chromium >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
+apt_install() {  # the Debian packages named that are not installed yet
+    local missing=()
+    for package in "$@"; do dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "installing ${missing[*]} (apt-get)" >&2
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+# the render tests (tests/test_render.py) play a MIDI file the test writes through fluidsynth
+[[ "${1:-}" == *test* ]] && apt_install fluidsynth timgm6mb-soundfont
+# what `stems dataset render` renders: MIDI songs and the soundfonts to play them
+[[ "${1:-}" == *data* ]] && apt_install fluidsynth freedoom openttd-openmsx fluid-soundfont-gm musescore-general-soundfont
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-extras="train${1:+,$1}"
+extras="train"
+for word in ${1//,/ }; do [ "$word" != data ] && extras+=",$word"; done
 target=".[${extras}]"
 stamp=".venv/.stems-installed-${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then

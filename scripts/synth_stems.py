@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from stems.errors import StemsError
+from stems.render.fluidsynth import render
+
 RATE = 44100
 TICKS = 480  # MIDI ticks per quarter note; a sixteenth step is TICKS // 4
 DRUM_CHANNEL = 9  # General MIDI channel 10
@@ -488,27 +491,6 @@ def midi_bytes(song: Song, stem: str) -> bytes:
     return smf([track_chunk(tempo, song.end_tick), *parts])
 
 
-# ---- rendering ---------------------------------------------------------------------------------
-
-def render(midi: bytes, soundfont: Path, work: Path) -> np.ndarray:
-    """fluidsynth's rendering of a MIDI file: float32 (2, samples) at RATE."""
-    midi_path, wav_path = work.with_suffix(".mid"), work.with_suffix(".wav")
-    midi_path.write_bytes(midi)
-    # float output: no clipping and no dither noise (the render is deterministic); samples load
-    # per used preset instead of the whole soundfont
-    command = ["fluidsynth", "-ni", "-q", "-R", "1", "-C", "1", "-g", "0.5", "-r", str(RATE), "-O", "float", "-T", "wav",
-               "-o", "synth.dynamic-sample-loading=1", "-F", str(wav_path), str(soundfont), str(midi_path)]
-    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0 or not wav_path.exists():
-        raise RuntimeError(f"fluidsynth failed on {midi_path}: {(result.stderr or result.stdout).strip()[-500:]}")
-    audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
-    midi_path.unlink()
-    wav_path.unlink()
-    if rate != RATE:
-        raise RuntimeError(f"fluidsynth wrote {rate} Hz, expected {RATE}")
-    return audio.T
-
-
 def finish(song: Song, rendered: dict[str, np.ndarray], seconds: float) -> dict[str, np.ndarray]:
     """Stems cut to `seconds` after the lead-in bar, faded in and out by FADE_SECONDS, their RMS
     set to song.level_db relative to "other" and scaled together so the loudest of the mix and
@@ -582,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ThreadPoolExecutor(args.jobs) as pool:
             written = sum(pool.map(one, range(args.songs)))
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:  # fluidsynth or the disk failed
+    except (StemsError, RuntimeError, OSError, subprocess.TimeoutExpired) as error:  # fluidsynth or the disk failed
         print(f"error: {error}; the songs written so far are kept, a rerun resumes", file=sys.stderr)
         return 1
     finally:

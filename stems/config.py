@@ -86,6 +86,16 @@ class TrainConfig:
     # Songs are drawn with weight min(duration, song_weight_cap_s): 30 s lets a full song count for
     # about four 7-s previews; a large cap draws in proportion to length, a tiny one per song.
     song_weight_cap_s: float = 30.0
+    # Folders of rendered songs (`stems dataset render`): drawn as rendered_share of the draws of
+    # every stem they have, however long they are.
+    rendered_dirs: tuple[str, ...] = ()
+    rendered_share: float = 0.5
+    # A song's excerpt takes each stem the song lacks altogether (rendered songs: vocals) from
+    # another song, so that a mix without that stem is never the norm.
+    fill_missing: bool = False
+    # (low, high): the vocals' energy over each excerpt is set to a uniform draw in [low, high] dB
+    # from the rest of the mix (scripts/vocal_levels.py measures real songs); empty: off.
+    vocals_level_db: tuple[float, ...] = ()
     validate_every: int = 250
     save_every: int = 50
     threads: int = 1
@@ -104,6 +114,10 @@ class TrainConfig:
             raise ConfigError(f"train.speed_range must be in [0, 0.5), got {self.speed_range}")
         if self.song_weight_cap_s <= 0:
             raise ConfigError(f"train.song_weight_cap_s must be above 0, got {self.song_weight_cap_s}")
+        if not 0.0 < self.rendered_share < 1.0:
+            raise ConfigError(f"train.rendered_share must be in (0, 1), got {self.rendered_share}")
+        if self.vocals_level_db and (len(self.vocals_level_db) != 2 or self.vocals_level_db[0] > self.vocals_level_db[1]):
+            raise ConfigError(f"train.vocals_level_db must be [low, high] with low <= high, or [], got {list(self.vocals_level_db)}")
         if self.workers < 0:
             raise ConfigError(f"train.workers must be 0 or more, got {self.workers}")
         if not 0.0 <= self.ema_decay < 1.0:

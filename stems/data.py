@@ -148,22 +148,35 @@ class ExcerptSampler:
 
     With probability `remix_probability` each source of an example comes from an independently
     drawn song and offset (new mixtures no song contains), among the songs where that source is
-    not silent (a song without vocals, e.g. synthetic stems, still lends its drums, never a silent
-    vocal track); every stem gets a random gain within
-    ±gain_range_db and a random channel swap. With `speed_range` r > 0 every stem is also played
-    at a random speed within 1 ± r (an excerpt of speed·N samples resampled to N: pitch and tempo
-    change together, ±1.7 semitones for r = 0.1); the stems of one song share their speed, so
-    they stay in time. Songs are drawn with weight min(duration, 30 s), so a long song counts for
-    more than a 7-second preview but does not drown the others (`weight_cap_s` sets the cap).
+    not silent (a song without vocals, e.g. rendered stems, still lends its drums, never a silent
+    vocal track). Otherwise the example is one song's excerpt, and with `fill_missing` a stem the
+    song lacks altogether is drawn from another song, so that no mix lacks a stem only because its
+    song never had it (rendered songs have no vocals, two CC0 songs no bass). Every stem gets a
+    random gain within ±gain_range_db and a random channel swap; with `level` = (source, low,
+    high) that source is then scaled so that its energy over the excerpt sits uniformly between
+    `low` and `high` dB from the rest of the mix (where it sounds at all): vocals 20 dB under a
+    synth mix occur as often as vocals level with a guitar band. With `speed_range` r > 0 every
+    stem is also played at a random speed within 1 ± r (an excerpt of speed·N samples resampled
+    to N: pitch and tempo change together, ±1.7 semitones for r = 0.1); the stems of one song
+    share their speed, so they stay in time. Songs are drawn with weight min(duration, 30 s), so
+    a long song counts for more than a 7-second preview but does not drown the others
+    (`weight_cap_s` sets the cap); `rendered` songs are drawn as a whole `rendered_share` of the
+    draws of every stem they have.
     """
 
     def __init__(self, songs: list[Song], excerpt_samples: int, seed: int,
                  remix_probability: float = 0.5, gain_range_db: float = 6.0, sample_rate: int = 44100,
-                 speed_range: float = 0.0, weight_cap_s: float = 30.0):
+                 speed_range: float = 0.0, weight_cap_s: float = 30.0, rendered: list[Song] = (),
+                 rendered_share: float = 0.5, fill_missing: bool = False,
+                 level: tuple[int, float, float] | None = None):
         if not 0.0 <= speed_range < 0.5:
             raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
+        if rendered and not 0.0 < rendered_share < 1.0:
+            raise ValueError(f"rendered_share must be in (0, 1), got {rendered_share}")
         longest = int(np.ceil(excerpt_samples * (1 + speed_range)))
-        self.songs = [s for s in songs if s.samples >= longest]
+        real = [s for s in songs if s.samples >= longest]
+        rendered = [s for s in rendered if s.samples >= longest]
+        self.songs = real + rendered
         if not self.songs:
             raise StemsError(f"no training song is longer than one excerpt ({longest} samples)")
         counts = sorted({s.stems.shape[0] for s in self.songs})
@@ -175,16 +188,23 @@ class ExcerptSampler:
         self.remix = remix_probability
         self.gain_range_db = gain_range_db
         self.speed_range = speed_range
+        self.level = level
         weights = np.array([min(s.samples / sample_rate, weight_cap_s) for s in self.songs])
+        if real and rendered:  # the rendered songs' weights sum to rendered_share of all
+            weights[len(real):] *= rendered_share / (1 - rendered_share) * weights[: len(real)].sum() / weights[len(real):].sum()
         self.weights = weights / weights.sum()
-        self.remix_pools = [self._pool(weights, source) for source in range(self.n_sources)]
+        audible = np.array([[np.abs(np.asarray(song.stems[source])).max() > SILENCE for source in range(self.n_sources)]
+                            for song in self.songs])  # (songs, sources)
+        self.remix_pools = [self._pool(weights, audible[:, source]) for source in range(self.n_sources)]
+        # per song, the stems it lacks that some other song has
+        self.missing = [np.flatnonzero(~row & audible.any(axis=0)) if fill_missing else np.array([], int) for row in audible]
         self.rng = np.random.default_rng(seed)
 
-    def _pool(self, weights: np.ndarray, source: int) -> tuple[np.ndarray, np.ndarray]:
-        """(song indices, their normalised weights) of the songs where `source` is audible; all
-        songs when it is silent everywhere."""
-        audible = np.array([np.abs(np.asarray(song.stems[source])).max() > SILENCE for song in self.songs])
-        indices = np.flatnonzero(audible) if audible.any() else np.arange(len(self.songs))
+    @staticmethod
+    def _pool(weights: np.ndarray, audible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(song indices, their normalised weights) of the songs where a source is `audible`
+        (songs,); all songs when it is silent everywhere."""
+        indices = np.flatnonzero(audible) if audible.any() else np.arange(len(audible))
         return indices, weights[indices] / weights[indices].sum()
 
     def _slice(self, song: Song, source: int | slice) -> np.ndarray:
@@ -207,12 +227,28 @@ class ExcerptSampler:
             stems = np.stack([self._slice(self.songs[rng.choice(indices, p=weights)], source)
                               for source, (indices, weights) in enumerate(self.remix_pools)])
         else:
-            stems = self._slice(self.songs[rng.choice(len(self.songs), p=self.weights)], slice(None))
+            song = rng.choice(len(self.songs), p=self.weights)
+            stems = self._slice(self.songs[song], slice(None))
+            for source in self.missing[song]:
+                indices, weights = self.remix_pools[source]
+                stems[source] = self._slice(self.songs[rng.choice(indices, p=weights)], source)
         gains = 10 ** (rng.uniform(-self.gain_range_db, self.gain_range_db, size=(n_sources, 1, 1)) / 20)
         stems = stems * gains.astype(np.float32)
         swap = rng.random(n_sources) < 0.5
         stems[swap] = stems[swap, ::-1]
+        if self.level is not None:
+            self._set_level(stems, *self.level)
         return stems
+
+    def _set_level(self, stems: np.ndarray, source: int, low: float, high: float) -> None:
+        """Scale stems[source] in place so that its energy is a uniform draw in [low, high] dB
+        from the rest's; an excerpt where it or the rest is silent is left as it is."""
+        energy = float(np.square(stems[source], dtype=np.float64).sum())
+        rest = float(np.square(stems.sum(axis=0) - stems[source], dtype=np.float64).sum())
+        silent = SILENCE ** 2 * stems.shape[-1]
+        target_db = self.rng.uniform(low, high)
+        if energy > silent and rest > silent:
+            stems[source] *= np.float32(np.sqrt(10 ** (target_db / 10) * rest / energy))
 
     def batch(self, size: int) -> np.ndarray:
         return np.stack([self._example() for _ in range(size)])

@@ -197,9 +197,10 @@ def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config)
         model.input_scale.copy_(1 / (logs.std(dim=1, keepdim=True) + 1e-3))
 
 
-def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song], list[Song]]:
-    """(training songs, validation songs) with `config.model.sources`; unreadable songs are
-    appended to `skipped`. Validation songs are MUSDB18's valid split: none without MUSDB18."""
+def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song], list[Song], list[Song]]:
+    """(training songs, rendered training songs, validation songs) with `config.model.sources`;
+    unreadable songs are appended to `skipped`. Validation songs are MUSDB18's valid split: none
+    without MUSDB18."""
     cache = Path(config.train.cache_dir)
     sources = config.model.sources
     train_songs: list[Song] = []
@@ -209,9 +210,11 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
         valid_songs = musdb_songs(config.train.musdb_root, "valid", cache, skipped=skipped, sources=sources)
     for folder in config.train.stem_dirs:
         train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources)
-    if not train_songs:
-        raise StemsError("no training data: set train.musdb_root or train.stem_dirs")
-    return train_songs, valid_songs
+    rendered = [song for folder in config.train.rendered_dirs
+                for song in stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources)]
+    if not train_songs and not rendered:
+        raise StemsError("no training data: set train.musdb_root, train.stem_dirs or train.rendered_dirs")
+    return train_songs, rendered, valid_songs
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
@@ -264,15 +267,19 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     skipped: list[str] = []
-    train_songs, valid_songs = load_training_songs(config, skipped)
+    train_songs, rendered_songs, valid_songs = load_training_songs(config, skipped)
     if config.train.loss not in LOSSES:
         raise StemsError(f"unknown loss '{config.train.loss}' (choose from {', '.join(LOSSES)})")
     if config.train.validation not in ("bsseval", "quick"):
         raise StemsError(f"unknown train.validation '{config.train.validation}' (choose from bsseval, quick)")
     model = MaskNet(config.model, config.stft.n_bins).to(device)
     excerpt = (cfg.excerpt_frames + 2 * model.context - 1) * config.stft.hop_length + config.stft.n_fft
+    if cfg.vocals_level_db and "vocals" not in config.model.sources:
+        raise StemsError("train.vocals_level_db needs a vocals stem in model.sources")
+    level = (config.model.sources.index("vocals"), *cfg.vocals_level_db) if cfg.vocals_level_db else None
     sampler = ExcerptSampler(train_songs, excerpt, cfg.seed + 1000 * rank, cfg.remix_probability, cfg.gain_range_db,
-                              config.stft.sample_rate, cfg.speed_range, cfg.song_weight_cap_s)
+                              config.stft.sample_rate, cfg.speed_range, cfg.song_weight_cap_s, rendered_songs,
+                              cfg.rendered_share, cfg.fill_missing, level)
     # An epoch: as many excerpts as fit end to end in the training audio.
     epoch_examples = sum(s.samples for s in sampler.songs) / (cfg.excerpt_frames * config.stft.hop_length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -343,7 +350,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             training_curves(log_path, run_dir / "curves.png")
             if score > best["score"]:
                 card = {"training": {"config": config.to_dict(), "step": step,
-                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs]},
+                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs, *cfg.rendered_dirs]},
                         "metrics": {"valid_sdr": scores, "validation": cfg.validation}}
                 path = save_checkpoint(scored, config.stft, card, run_dir, "best")
                 if best["path"] and best["path"] != str(path):
@@ -362,7 +369,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         return TrainResult(None, scored, skipped)
     log.close()
     if not valid_songs:  # nothing to pick a best by: the final weights are the result
-        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs]},
+        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs, *cfg.rendered_dirs]},
                 "metrics": {}}
         return TrainResult(save_checkpoint(scored, config.stft, card, run_dir, "last"), scored, skipped)
     return TrainResult(Path(best["path"]) if best["path"] else None, scored, skipped)

@@ -35,6 +35,9 @@ def test_shipped_configs_load():
     ("model.dilations=[1, x, 2]", "'model.dilations' must be an integer"),
     ("model.side_input=true", "unknown config key 'model.side_input'"),
     ("model.dilations=[1, 0]", "must be 1 or more"),
+    ("train.rendered_share=1.0", "train.rendered_share must be in"),
+    ("train.vocals_level_db=[3, -18]", "train.vocals_level_db must be .low, high. with low <= high"),
+    ("train.vocals_level_db=[-18]", "train.vocals_level_db must be"),
     ("train=3", "'train' must be a mapping"),
     ("nokey", "must look like key.sub=value"),
 ])

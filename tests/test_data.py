@@ -93,3 +93,58 @@ def test_songs_are_drawn_by_length_up_to_the_cap(cap, expected):
     songs = [sine_song("preview", 440.0, seconds=7.0), sine_song("song", 660.0, seconds=60.0)]
     sampler = ExcerptSampler(songs, 4096, seed=0, weight_cap_s=cap)
     np.testing.assert_allclose(sampler.weights, expected)
+
+
+def constant_song(name: str, values: tuple[float, ...], seconds: float = 1.0) -> Song:
+    """Each stem a constant (the song's signature), 0 for a stem the song lacks."""
+    stems = np.ones((4, 2, int(seconds * RATE)), np.float32) * np.array(values, np.float32)[:, None, None]
+    return Song(name, stems)
+
+
+def test_a_song_lacking_a_stem_takes_it_from_another_song_with_fill_missing():
+    no_vocals = constant_song("rendered", (0.1, 0.1, 0.1, 0.0))
+    singer = constant_song("real", (0.2, 0.2, 0.2, 0.3))
+    for fill in (False, True):
+        sampler = ExcerptSampler([no_vocals, singer], 4096, seed=0, remix_probability=0.0, gain_range_db=0.0,
+                                 fill_missing=fill)
+        batch = sampler.batch(64)
+        from_rendered = np.isclose(batch[:, 0, 0, 0], 0.1)
+        assert 10 < from_rendered.sum() < 54  # both songs are drawn
+        vocals = batch[from_rendered, 3, 0, 0]
+        if fill:  # the rendered song's drums with the only vocals there are
+            np.testing.assert_allclose(vocals, 0.3)
+        else:
+            np.testing.assert_array_equal(vocals, 0.0)
+        np.testing.assert_allclose(batch[~from_rendered, 3, 0, 0], 0.3)
+
+
+def test_rendered_songs_make_their_share_of_the_draws_of_each_stem_they_have():
+    real = [constant_song(f"real{i}", (0.1 + i / 100, 0.5, 0.5, 0.5), seconds=1.0) for i in range(3)]
+    rendered = [constant_song(f"rendered{i}", (0.9, 0.9, 0.9, 0.0), seconds=40.0) for i in range(5)]
+    sampler = ExcerptSampler(real, 4096, seed=1, remix_probability=0.5, gain_range_db=0.0, rendered=rendered,
+                             rendered_share=0.25)
+    batch = sampler.batch(2000)
+    share = np.isclose(batch[:, 0, 0, 0], 0.9).mean()
+    assert abs(share - 0.25) < 0.03  # not 5 x 30 s against 3 x 1 s
+    # silent vocals only where a whole rendered song is drawn (half the draws, a quarter of them):
+    # a remix takes its vocals from the songs that have some
+    assert abs(np.isclose(batch[:, 3, 0, 0], 0.0).mean() - 0.125) < 0.03
+    with pytest.raises(ValueError, match="rendered_share"):
+        ExcerptSampler(real, 4096, seed=1, rendered=rendered, rendered_share=1.0)
+
+
+def test_the_vocals_level_is_drawn_from_its_range_against_the_rest():
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((4, 2, 3 * RATE)).astype(np.float32) * np.array([0.3, 0.2, 0.1, 0.05])[:, None, None]
+    silent_vocals = noise.copy()
+    silent_vocals[3] = 0
+    sampler = ExcerptSampler([Song("a", noise)], 8192, seed=0, remix_probability=0.0, gain_range_db=6.0,
+                             level=(3, -20.0, -5.0))
+    levels = []
+    for example in sampler.batch(200):
+        rest = example[:3].sum(axis=0)
+        levels.append(10 * np.log10(np.square(example[3], dtype=np.float64).sum() / np.square(rest, dtype=np.float64).sum()))
+    assert -20.01 < min(levels) < -19 and -6 < max(levels) < -4.99  # uniform over the whole range
+    assert abs(np.mean(levels) + 12.5) < 1.0
+    quiet = ExcerptSampler([Song("b", silent_vocals)], 8192, seed=0, remix_probability=0.0, level=(3, -20.0, -5.0))
+    assert not quiet.batch(4)[:, 3].any()  # silence is not scaled into noise

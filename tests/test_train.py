@@ -43,6 +43,23 @@ def test_train_command_runs_resumes_and_exports(tmp_path):
     assert steps[-2:] == [5, 6]
 
 
+def test_rendered_songs_without_vocals_train_beside_real_ones(tmp_path):
+    _stem_folder(tmp_path / "data")
+    rendered = tmp_path / "rendered" / "midi-song"
+    rendered.mkdir(parents=True)
+    for i, stem in enumerate(("drums", "bass", "other")):
+        sf.write(rendered / f"{stem}.flac", synth(3.0, seed=40 + i).T * 0.3, RATE)
+    settings = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'data'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
+                f"train.rendered_dirs=['{tmp_path / 'rendered'}']", "train.rendered_share=0.3", "train.fill_missing=true",
+                "train.vocals_level_db=[-18, 3]", "model.widths=[4,8,8]", "train.batch_size=2", "train.excerpt_frames=8",
+                "train.steps=2"]
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")] + [a for s in settings for a in ("--set", s)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    _, _, card = load_checkpoint(next((tmp_path / "run").glob("last-*.pt")))
+    assert card["training"]["data"] == [str(tmp_path / "data"), str(tmp_path / "rendered")]
+
+
 def test_train_rejects_bad_config(tmp_path):
     result = CliRunner().invoke(app, ["train", "--set", "train.bogus=1", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "unknown config key 'train.bogus'" in result.output

@@ -1,0 +1,60 @@
+"""`stems dataset render`: training stems rendered from the installed Debian music packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import StemsError
+from .common import console, fail as _fail
+from .train import dataset_app
+
+
+@dataset_app.command("render", epilog="Examples: stems dataset render data/rendered   |   "
+                                      "stems dataset render data/try --sources openmsx --limit 2 --soundfonts fluidr3")
+def dataset_render(
+    out: Path = typer.Argument(..., help="Folder of <song>/{drums,bass,other}.flac (train.stem_dirs / train.rendered_dirs)."),
+    sources: str = typer.Option("freedoom,openmsx", "--sources", help="Comma-separated: freedoom (apt freedoom), "
+                                "openmsx (apt openttd-openmsx)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N songs per source (drawn with --seed)."),
+    seed: int = typer.Option(0, "--seed", help="Which songs --limit draws."),
+    soundfonts: Optional[str] = typer.Option(None, "--soundfonts", help="Comma-separated: fluidr3, musescore "
+                                             "(default: every one installed; each song is rendered with each)."),
+) -> None:
+    """Render MIDI songs part by part with fluidsynth into drums, bass and other stems (labelled by
+    General MIDI channel and program), one song per source file and soundfont; the stems add up
+    to the mix. Resumable: a song folder that exists is complete and skipped. Nothing is
+    downloaded: `scripts/setup.sh data` installs the packages."""
+    from ..render.songs import plan, render_all
+
+    try:
+        jobs = plan([s.strip() for s in sources.split(",") if s.strip()], limit, seed,
+                    [s.strip() for s in soundfonts.split(",") if s.strip()] if soundfonts else None)
+    except StemsError as error:
+        _fail(str(error))
+
+    def report(result) -> None:
+        detail = result.error if result.status == "failed" else f"{result.card['duration'] / 60:.1f} min"
+        colour = {"written": "green", "skipped": "dim", "failed": "red"}[result.status]
+        console.print(f"[{colour}]{result.status}[/{colour}] {result.name}: {detail}", highlight=False)
+
+    results = render_all(out, jobs, report)
+    table = Table(title=f"stems dataset render -> {out}")
+    for column in ("source", "songs", "minutes", "drums dB", "bass dB", "other dB", "failed"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for name in dict.fromkeys(r.source for r in results):
+        done = [r.card for r in results if r.source == name and r.status != "failed"]
+        levels = {stem: [c["level_db"][stem] for c in done if c["level_db"][stem] is not None] for stem in ("drums", "bass", "other")}
+        table.add_row(name, str(len(done)), f"{sum(c['duration'] for c in done) / 60:.1f}",
+                      *(f"{sum(v) / len(v):+.1f}" if v else "-" for v in levels.values()),
+                      str(sum(r.source == name and r.status == "failed" for r in results)))
+    console.print(table)
+    failed = [r for r in results if r.status == "failed"]
+    for result in failed:
+        console.print(f"[red]error:[/red] {result.name}: {result.error}", highlight=False)
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} songs failed; the others are written")
+        raise typer.Exit(1)

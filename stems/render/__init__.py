@@ -1,0 +1,7 @@
+"""Rendered training stems: songs whose parts are written as MIDI (or projects), rendered one part
+at a time and labelled drums, bass or other, so the stems add up to the mix exactly.
+
+midi.py splits a Standard MIDI File into labelled parts, fluidsynth.py renders one, sources.py
+lists the Debian packages that hold such songs, and songs.py renders a source into
+`<out>/<song>/{drums,bass,other}.flac` folders that the trainer reads.
+"""

@@ -1,0 +1,173 @@
+"""A source's songs rendered into `<out>/<song>/{drums,bass,other}.flac` folders the trainer reads.
+
+Each song is split into parts (midi.py), each part rendered alone (fluidsynth.py), parts that stay
+silent dropped, and the parts of a stem summed, so the stems add up to the mix exactly: the mix is
+always their sum, never a separate render. All stems of a song share one gain (the loudest of the
+mix and the stems peaks at PEAK), and the silence that all of them share at either end is cut. A
+song is built under `<out>/.partial/` and renamed into place with its `song.json` (where it came
+from, its licence, every part's label and why, the soundfont, each stem's level), so a song folder
+that exists is complete: a rerun skips it. `<out>/songs.json` lists every song folder's card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+
+from ..atomic import atomic_path
+from ..errors import StemsError
+from .fluidsynth import RATE, check_fluidsynth, render
+from .midi import STEM_OF_PART, split_parts
+from .sources import SOURCES, Soundfont, Source, check_installed, installed_soundfonts
+
+SILENCE = 1e-4  # peak below which a rendered part or stem counts as silent (data.SILENCE)
+PEAK = 0.9
+PARTIAL = ".partial"
+
+
+@dataclass
+class SongResult:
+    name: str
+    source: str
+    status: str  # "written", "skipped" (already there) or "failed"
+    card: dict = field(default_factory=dict)  # the song's song.json
+    error: str = ""
+
+
+def song_name(source: Source, name: str, soundfont: Soundfont) -> str:
+    return f"{source.name}-{name}-{soundfont.name}"
+
+
+def _level_db(audio: np.ndarray, reference: np.ndarray) -> float | None:
+    """The energy of `audio` relative to `reference`'s, in dB (None for silence)."""
+    energy = float(np.square(audio, dtype=np.float64).sum())
+    return round(float(10 * np.log10(energy / float(np.square(reference, dtype=np.float64).sum()))), 2) if energy else None
+
+
+def render_song(out: Path, source: Source, name: str, midi: bytes, origin: str, soundfont: Soundfont) -> SongResult:
+    """Render one song into `out`/<song name>/ unless that folder exists.
+
+    Raises:
+        StemsError: a part failed to render (no files of the song are left).
+    """
+    folder = out / song_name(source, name, soundfont)
+    if folder.is_dir():
+        return SongResult(folder.name, source.name, "skipped", json.loads((folder / "song.json").read_text()))
+    partial = out / PARTIAL / folder.name
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        try:
+            parts = split_parts(midi)
+        except ValueError as error:
+            raise StemsError(f"{origin}: {error}") from None
+        rendered = [render(part.midi, soundfont.path, partial / f"part{index:02d}") for index, part in enumerate(parts)]
+        audible = [float(np.abs(audio).max()) >= SILENCE for audio in rendered]
+        length = max((audio.shape[1] for audio, keep in zip(rendered, audible) if keep), default=0)
+        stems = {stem: np.zeros((2, length), np.float32) for stem in STEM_OF_PART}
+        for part, audio, keep in zip(parts, rendered, audible):
+            if keep:
+                stems[part.stem][:, : audio.shape[1]] += audio
+        mix = sum(stems.values())
+        sounding = np.flatnonzero(np.abs(mix).max(axis=0) >= SILENCE)
+        if sounding.size < RATE:
+            raise StemsError(f"{origin}: renders less than a second of sound")
+        window = slice(sounding[0], sounding[-1] + 1)
+        peak = max(float(np.abs(a[:, window]).max()) for a in (mix, *stems.values()))
+        stems = {stem: audio[:, window] * (PEAK / peak) for stem, audio in stems.items()}
+        mix = mix[:, window] * (PEAK / peak)
+        written = {stem: audio for stem, audio in stems.items() if np.abs(audio).max() >= SILENCE}
+        for stem, audio in written.items():
+            sf.write(partial / f"{stem}.flac", audio.T, RATE, subtype="PCM_24", format="FLAC")
+        card = {
+            "song": folder.name, "source": source.name, "package": source.package, "licence": source.licence,
+            "origin": origin, "soundfont": {"name": soundfont.name, "package": soundfont.package,
+                                            "licence": soundfont.licence, "file": str(soundfont.path)},
+            "duration": round(mix.shape[1] / RATE, 2),
+            "level_db": {stem: _level_db(stems[stem], mix) for stem in STEM_OF_PART},
+            "parts": [{"channel": part.channel + 1, "stem": part.stem, "programs": list(part.programs),
+                       "notes": part.notes, "why": part.reason, "kept": keep}
+                      for part, keep in zip(parts, audible)],
+        }
+        (partial / "song.json").write_text(json.dumps(card, indent=1) + "\n")
+        for part_file in partial.glob("part*"):
+            part_file.unlink()
+        os.replace(partial, folder)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return SongResult(folder.name, source.name, "written", card)
+
+
+def write_index(out: Path) -> None:
+    """`out`/songs.json: the cards of every song folder in `out`, by name."""
+    cards = [json.loads(path.read_text()) for path in sorted(out.glob("*/song.json")) if not path.parent.name.startswith(".")]
+    with atomic_path(out / "songs.json") as temporary:
+        temporary.write_text(json.dumps(cards, indent=1) + "\n")
+
+
+def plan(source_names: list[str], limit: int | None, seed: int,
+         soundfont_names: list[str] | None = None) -> list[tuple[Source, str, bytes, str, Soundfont]]:
+    """Every (source, song name, MIDI, origin, soundfont) to render, soundfont by soundfont (all
+    songs with the first, then with the next), sources interleaved; with `limit`, at most that many
+    songs of each source, drawn with `seed`.
+
+    Raises:
+        StemsError: an unknown source or soundfont, fluidsynth, a source or every soundfont missing.
+    """
+    unknown = [name for name in source_names if name not in SOURCES]
+    if unknown:
+        raise StemsError(f"unknown source {', '.join(unknown)} (known: {', '.join(SOURCES)})")
+    check_fluidsynth()
+    fonts = installed_soundfonts()
+    if soundfont_names:
+        known = {font.name: font for font in fonts}
+        missing = [name for name in soundfont_names if name not in known]
+        if missing:
+            raise StemsError(f"soundfont {', '.join(missing)} is not installed (installed: {', '.join(known)})")
+        fonts = [known[name] for name in soundfont_names]
+    chosen = []
+    for name in source_names:
+        source = SOURCES[name]
+        check_installed(source)
+        songs = list(source.songs())
+        if limit is not None:
+            songs = sorted(random.Random(f"{seed}-{name}").sample(songs, min(limit, len(songs))))
+        chosen.append((source, songs))
+    jobs = []
+    for font in fonts:
+        longest = max(len(songs) for _, songs in chosen)
+        for index in range(longest):
+            jobs += [(source, *songs[index], font) for source, songs in chosen if index < len(songs)]
+    return jobs
+
+
+def render_all(out: Path, jobs: list, on_result: Callable[[SongResult], None] | None = None) -> list[SongResult]:
+    """Render `jobs` (from `plan`) into `out`: a song that fails is reported and skipped, the
+    others go on; songs.json is rewritten after each song written."""
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    try:
+        for source, name, midi, origin, font in jobs:
+            try:
+                result = render_song(out, source, name, midi, origin, font)
+            except StemsError as error:
+                result = SongResult(song_name(source, name, font), source.name, "failed", error=str(error))
+            if result.status == "written":
+                write_index(out)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        partial = out / PARTIAL
+        if partial.is_dir() and not any(partial.iterdir()):
+            partial.rmdir()
+    return results

@@ -1,0 +1,114 @@
+"""The installed Debian packages that hold songs to render, and the soundfonts to render them with.
+
+A source lists its songs as (name, MIDI bytes, where it came from); a WAD (Doom's archive) is a
+12-byte header ("IWAD"/"PWAD", lump count, directory offset) and a directory of 16-byte entries
+(offset, size, 8-byte name); Freedoom's music lumps are named D_* and hold Standard MIDI Files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import StemsError
+
+MidiSong = tuple[str, bytes, str]  # (song name, Standard MIDI File bytes, origin: file and lump)
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    package: str  # the Debian package that installs it
+    licence: str  # as the package's debian/copyright states it
+    description: str
+    songs: Callable[[], Iterator[MidiSong]]
+    marker: Path  # a file the package installs: present means installed
+
+
+@dataclass(frozen=True)
+class Soundfont:
+    name: str
+    path: Path
+    package: str
+    licence: str
+
+
+def wad_lumps(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every lump of a WAD file.
+
+    Raises:
+        StemsError: not a WAD, or a directory entry points outside the file.
+    """
+    data = path.read_bytes()
+    if len(data) < 12 or data[:4] not in (b"IWAD", b"PWAD"):
+        raise StemsError(f"{path}: not a WAD file")
+    count, directory = struct.unpack_from("<ii", data, 4)
+    if count < 0 or directory < 12 or directory + 16 * count > len(data):
+        raise StemsError(f"{path}: damaged WAD directory")
+    for index in range(count):
+        offset, size, raw = struct.unpack_from("<ii8s", data, directory + 16 * index)
+        if offset < 0 or size < 0 or offset + size > len(data):
+            raise StemsError(f"{path}: lump {index} lies outside the file")
+        yield raw.split(b"\0", 1)[0].decode("latin-1"), data[offset: offset + size]
+
+
+def _distinct(songs: Iterator[MidiSong]) -> Iterator[MidiSong]:
+    """The songs whose MIDI bytes were not seen before (Freedoom reuses some tracks)."""
+    seen = set()
+    for name, midi, origin in songs:
+        digest = hashlib.sha256(midi).digest()
+        if digest not in seen:
+            seen.add(digest)
+            yield name, midi, origin
+
+
+FREEDOOM_DIR = Path("/usr/share/games/doom")
+OPENMSX_DIR = Path("/usr/share/games/openttd/baseset/openmsx")
+
+
+def _freedoom_songs() -> Iterator[MidiSong]:
+    def every():
+        for wad in sorted(FREEDOOM_DIR.glob("freedoom*.wad")):
+            for lump, data in wad_lumps(wad):
+                if lump.startswith("D_") and data[:4] == b"MThd":
+                    yield f"{wad.stem}-{lump[2:].lower()}", data, f"{wad}:{lump}"
+    return _distinct(every())
+
+
+def _openmsx_songs() -> Iterator[MidiSong]:
+    return _distinct((path.stem, path.read_bytes(), str(path)) for path in sorted(OPENMSX_DIR.glob("*.mid")))
+
+
+SOURCES = {source.name: source for source in (
+    Source("freedoom", "freedoom", "BSD-3-Clause", "Freedoom's game music: rock, metal, electronic, orchestral",
+           _freedoom_songs, FREEDOOM_DIR / "freedoom2.wad"),
+    Source("openmsx", "openttd-openmsx", "GPL-2", "OpenMSX, OpenTTD's music: ragtime, blues, jazz, pop",
+           _openmsx_songs, OPENMSX_DIR),
+)}
+
+SOUNDFONTS = (
+    Soundfont("fluidr3", Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), "fluid-soundfont-gm", "MIT"),
+    Soundfont("musescore", Path("/usr/share/sounds/sf3/MuseScore_General.sf3"), "musescore-general-soundfont", "MIT"),
+)
+
+
+def installed_soundfonts() -> list[Soundfont]:
+    """The soundfonts that are installed.
+
+    Raises:
+        StemsError: none is, naming the apt-get command that brings them.
+    """
+    found = [font for font in SOUNDFONTS if font.path.is_file()]
+    if not found:
+        packages = " ".join(font.package for font in SOUNDFONTS)
+        raise StemsError(f"no General MIDI soundfont is installed: apt-get install -y --no-install-recommends {packages}")
+    return found
+
+
+def check_installed(source: Source) -> None:
+    """Raises StemsError naming the apt-get command when `source`'s package is not installed."""
+    if not source.marker.exists():
+        raise StemsError(f"{source.name}: not installed: apt-get install -y --no-install-recommends {source.package}")
