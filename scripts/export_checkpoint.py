@@ -10,12 +10,15 @@ Run: python scripts/export_checkpoint.py runs/default-v1/best-<sha8>.pt --evalua
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 from stems.checkpoint import load_checkpoint, save_checkpoint
+from stems.config import TrainConfig, config_from_dict
 from stems.export import export_onnx, register
 from stems.registry import CHECKPOINT_DIR
+from stems.train import data_licences
 
 DERIVED = ("path", "sha256", "weights_sha256", "format", "model", "stft", "model_config", "model_configs",
            "parameters", "context_frames")  # keys save_checkpoint and load_checkpoint write themselves
@@ -43,6 +46,11 @@ def main() -> None:
     best_system = max(ours, key=lambda k: ours[k]["mean"])
     for key in DERIVED:
         card.pop(key, None)
+    training = card.get("training", {})
+    if "config" in training:  # every training source with its licence (runs from before the card listed them too)
+        known = {field.name for field in dataclasses.fields(TrainConfig)}
+        data = {key: value for key, value in training["config"]["train"].items() if key in known}
+        training["licences"] = data_licences(config_from_dict({"train": data}))
     card["default_mask"] = best_system.rsplit(" ", 1)[-1]
     card["metrics"] = {
         "musdb_valid_bsseval_v4_sdr": summary,

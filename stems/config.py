@@ -67,6 +67,9 @@ class TrainConfig:
 
     musdb_root: str = "../shared/data/musdb18-7s"
     stem_dirs: tuple[str, ...] = ("../shared/data/eir-cc0/train",)
+    # "FOLDER=LICENCE" for stem folders whose songs.json does not state their licences (the card
+    # lists every training source with its licence)
+    licences: tuple[str, ...] = ("../shared/data/eir-cc0/train=CC0-1.0",)
     cache_dir: str = ".cache/stems-data"
     seed: int = 4
     batch_size: int = 16
@@ -114,6 +117,8 @@ class TrainConfig:
             raise ConfigError(f"train.speed_range must be in [0, 0.5), got {self.speed_range}")
         if self.song_weight_cap_s <= 0:
             raise ConfigError(f"train.song_weight_cap_s must be above 0, got {self.song_weight_cap_s}")
+        if any("=" not in item for item in self.licences):
+            raise ConfigError(f"train.licences items must be FOLDER=LICENCE, got {list(self.licences)}")
         if not 0.0 < self.rendered_share < 1.0:
             raise ConfigError(f"train.rendered_share must be in (0, 1), got {self.rendered_share}")
         if self.vocals_level_db and (len(self.vocals_level_db) != 2 or self.vocals_level_db[0] > self.vocals_level_db[1]):

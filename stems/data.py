@@ -9,6 +9,7 @@ the list the loader was given (a config's `model.sources`); the mix is the sum o
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SILENCE = 1e-4  # peak amplitude below which a stem counts as absent
 MUSDB_SOURCES = ("drums", "bass", "other", "vocals")  # what a MUSDB18 track holds besides its mixture
-MIXTURE_NAMES = ("mixture", "mix")  # files in a song folder that are not stems (`stems dataset build` writes mixture.wav)
+MIXTURE_NAMES = ("mixture", "mix")
+MUSDB_LICENCE = "MUSDB18: research and non-commercial use only"  # files in a song folder that are not stems (`stems dataset build` writes mixture.wav)
 
 
 @dataclass
@@ -60,6 +62,23 @@ def _source_key(key: str, sources: tuple[str, ...]) -> str:
     """The cache key of a song read as `sources`: the path alone for the default list, so caches
     written before the list was configurable stay valid."""
     return key if tuple(sources) == ModelConfig.sources else f"{key}#{','.join(sources)}"
+
+
+def folder_licences(root: str | Path, stated: dict[str, str]) -> str:
+    """The licences of a stem folder's songs: from its songs.json (`stems dataset render` writes
+    one, with each song's package and soundfont; so does ../shared/data/multitrack-nc), else as
+    `stated` by the config for that folder, else "not stated"."""
+    index = Path(root) / "songs.json"
+    if not index.is_file():
+        return stated.get(str(root), "not stated")
+    cards = json.loads(index.read_text())
+    cards = list(cards.values()) if isinstance(cards, dict) else cards
+    licences = []
+    for card in cards:
+        licences.append(f"{card['licence']} ({card['package']})" if "package" in card else card["licence"])
+        if "soundfont" in card:
+            licences.append(f"{card['soundfont']['licence']} (soundfont {card['soundfont']['package']})")
+    return "; ".join(dict.fromkeys(licences))
 
 
 def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "train", is_wav: bool = False,

@@ -25,7 +25,7 @@ from . import spectral
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
-from .data import SILENCE, ExcerptSampler, Song, musdb_songs, stem_folder_songs
+from .data import MUSDB_LICENCE, SILENCE, ExcerptSampler, Song, folder_licences, musdb_songs, stem_folder_songs
 from .errors import StemsError
 from .model import MaskNet
 from .report import training_curves
@@ -197,6 +197,14 @@ def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config)
         model.input_scale.copy_(1 / (logs.std(dim=1, keepdim=True) + 1e-3))
 
 
+def data_licences(config: Config) -> dict[str, str]:
+    """Every training source of `config` with its licence, for the checkpoint's card."""
+    cfg = config.train
+    stated = dict(item.split("=", 1) for item in cfg.licences)
+    licences = {cfg.musdb_root: MUSDB_LICENCE} if cfg.musdb_root else {}
+    return licences | {folder: folder_licences(folder, stated) for folder in (*cfg.stem_dirs, *cfg.rendered_dirs)}
+
+
 def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song], list[Song], list[Song]]:
     """(training songs, rendered training songs, validation songs) with `config.model.sources`;
     unreadable songs are appended to `skipped`. Validation songs are MUSDB18's valid split: none
@@ -350,7 +358,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             training_curves(log_path, run_dir / "curves.png")
             if score > best["score"]:
                 card = {"training": {"config": config.to_dict(), "step": step,
-                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs, *cfg.rendered_dirs]},
+                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs, *cfg.rendered_dirs],
+                                     "licences": data_licences(config)},
                         "metrics": {"valid_sdr": scores, "validation": cfg.validation}}
                 path = save_checkpoint(scored, config.stft, card, run_dir, "best")
                 if best["path"] and best["path"] != str(path):
@@ -369,7 +378,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         return TrainResult(None, scored, skipped)
     log.close()
     if not valid_songs:  # nothing to pick a best by: the final weights are the result
-        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs, *cfg.rendered_dirs]},
+        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs, *cfg.rendered_dirs],
+                             "licences": data_licences(config)},
                 "metrics": {}}
         return TrainResult(save_checkpoint(scored, config.stft, card, run_dir, "last"), scored, skipped)
     return TrainResult(Path(best["path"]) if best["path"] else None, scored, skipped)

@@ -49,7 +49,10 @@ def test_rendered_songs_without_vocals_train_beside_real_ones(tmp_path):
     rendered.mkdir(parents=True)
     for i, stem in enumerate(("drums", "bass", "other")):
         sf.write(rendered / f"{stem}.flac", synth(3.0, seed=40 + i).T * 0.3, RATE)
+    (tmp_path / "rendered" / "songs.json").write_text(json.dumps([{"song": "midi-song", "licence": "BSD-3-Clause", "package": "freedoom",
+                                                                   "soundfont": {"licence": "MIT", "package": "fluid-soundfont-gm"}}]))
     settings = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'data'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
+                f"train.licences=['{tmp_path / 'data'}=CC0-1.0']",
                 f"train.rendered_dirs=['{tmp_path / 'rendered'}']", "train.rendered_share=0.3", "train.fill_missing=true",
                 "train.vocals_level_db=[-18, 3]", "model.widths=[4,8,8]", "train.batch_size=2", "train.excerpt_frames=8",
                 "train.steps=2"]
@@ -58,6 +61,8 @@ def test_rendered_songs_without_vocals_train_beside_real_ones(tmp_path):
     assert result.exit_code == 0, result.output
     _, _, card = load_checkpoint(next((tmp_path / "run").glob("last-*.pt")))
     assert card["training"]["data"] == [str(tmp_path / "data"), str(tmp_path / "rendered")]
+    assert card["training"]["licences"] == {str(tmp_path / "data"): "CC0-1.0",
+                                            str(tmp_path / "rendered"): "BSD-3-Clause (freedoom); MIT (soundfont fluid-soundfont-gm)"}
 
 
 def test_train_rejects_bad_config(tmp_path):
