@@ -48,13 +48,15 @@ def test_latency_is_lookahead_plus_window():
 
 
 def test_pipeline_threads_equal_offline_and_a_slow_live_consumer_drops_but_stays_bounded():
+    """(Soft masks: with binary ones, a near-tie between two stems' logits in the random network,
+    1e-7 apart between the streamed and the whole-signal computation, gives one bin to another stem.)"""
     separator = torch_separator(make_model())
     audio = synth(2.0, seed=5)
     groups = output_groups(separator.sources)
     received = []
-    pipeline = StreamPipeline(separator, groups, "binary", 2, _blocks(audio, 512), [received.append])
+    pipeline = StreamPipeline(separator, groups, "soft", 2, _blocks(audio, 512), [received.append])
     stats = pipeline.run()
-    offline = separator.separate(audio, RATE, mask="binary")
+    offline = separator.separate(audio, RATE, mask="soft")
     streamed = _concat(received, groups)
     assert all(np.abs(streamed[n] - offline[n]).max() < 1e-4 for n in groups)
     assert stats.dropped_in == stats.dropped_out == 0 and stats.blocks == len(range(0, audio.shape[1], 512))
