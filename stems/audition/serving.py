@@ -117,7 +117,8 @@ class PageHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         if length is None:
             self.close_connection = True
-        for key, value in {"Content-Type": content_type, **({"Content-Length": str(length)} if length is not None else {}),
+        size = {"Content-Length": str(length)} if length is not None else {"Connection": "close"}
+        for key, value in {"Content-Type": content_type, **size,
                            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **(headers or {})}.items():
             self.send_header(key, value)
         self.end_headers()

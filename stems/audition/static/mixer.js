@@ -225,20 +225,28 @@ async function decode(stem) {
   return state.ctx.decodeAudioData(await response.arrayBuffer());
 }
 
-// `label` says what the SDR beside each stem is (none: no SDR shown); `showName` puts the track's
-// name in the header (a page with a track list shows it there instead)
-export async function loadTrack(track, { label = null, showName = true } = {}) {
+// back to no track: silence, no rows, the controls off; returns the new load's id
+export function unloadTrack() {
   pause();
-  const loadId = ++state.loadId;
-  Object.assign(state, { track, sdrLabel: label, stems: [], duration: 0, offset: 0 });
+  Object.assign(state, { track: null, stems: [], duration: 0, offset: 0 });
   document.body.dataset.ready = "false";
   delete document.body.dataset.error;
   $("#error").hidden = true; $("#error").textContent = "";
   $("#mixer").replaceChildren();
+  $("#track-name").textContent = "";
+  document.title = state.title;
+  for (const control of ["#play", "#seek", "#download"]) $(control).disabled = true;
+  return ++state.loadId;
+}
+
+// `label` says what the SDR beside each stem is (none: no SDR shown); `showName` puts the track's
+// name in the header (a page with a track list shows it there instead)
+export async function loadTrack(track, { label = null, showName = true } = {}) {
+  const loadId = unloadTrack();
+  Object.assign(state, { track, sdrLabel: label });
   $("#sdr-label").textContent = label || "";
   $("#track-name").textContent = showName ? track.name : "";
   document.title = `${track.name} · ${state.title}`;
-  for (const control of ["#play", "#seek", "#download"]) $(control).disabled = true;
   state.stems = track.stems.map(buildRow);
   applyGains();
   status(`decoding ${state.stems.length} stems…`);
