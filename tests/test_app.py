@@ -53,8 +53,8 @@ def serve_app(lib, tiny_checkpoint):
     """start(**options) -> a live AppServer on `lib` with the tiny model; all closed at the end."""
     servers = []
 
-    def start(**options) -> AppServer:
-        server = AppServer(Library(lib, growing=True), {"tiny": str(tiny_checkpoint)}, "127.0.0.1", 0, **options)
+    def start(models=None, **options) -> AppServer:
+        server = AppServer(Library(lib, growing=True), models or {"tiny": str(tiny_checkpoint)}, "127.0.0.1", 0, **options)
         threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
         servers.append(server)
         return server
@@ -199,6 +199,18 @@ def test_settings_choose_the_outputs_and_are_checked(server, lib):
     (track,) = json.loads(request(server, "/api/tracks")[2])["tracks"]
     assert track["stem_file"] is None  # not the four stems an NI stem file holds
     assert request(server, "/download/karaoke/stem.mp4")[0] == 409
+
+
+def test_a_model_that_does_not_load_fails_its_job_only(serve_app, lib, tmp_path, tiny_checkpoint):
+    server = serve_app({"tiny": str(tiny_checkpoint), "gone": str(tmp_path / "gone.onnx")})
+    choose = {"outputs": "four", "format": "wav"}
+    request(server, "/api/settings", "POST", {"X-Stems-Token": server.token}, json.dumps({"model": "gone", **choose}))
+    failed = json.loads(upload(server, wav_bytes(1.0), "a.wav")[2])["id"]
+    request(server, "/api/settings", "POST", {"X-Stems-Token": server.token}, json.dumps({"model": "tiny", **choose}))
+    done = json.loads(upload(server, wav_bytes(1.0), "b.wav")[2])["id"]
+    ended = wait_ended(server, failed, done)
+    assert ended[failed]["state"] == "failed" and "gone.onnx: model file not found" in ended[failed]["error"]
+    assert ended[done]["state"] == "done" and files_in(lib) == [f"b/{stem}.wav" for stem in sorted(STEMS)]
 
 
 def test_too_large_and_cut_short_uploads_keep_nothing(serve_app, lib):

@@ -22,10 +22,9 @@ from ..errors import StemsError
 from ..presets import PRESETS, stem_list
 from ..separator import Separator
 from ..stemmp4 import STEM_MP4
-from ..writers import PER_STEM_FORMATS
+from ..writers import BUNDLE_FORMATS, PER_STEM_FORMATS
 
 OUTPUTS = {"four": "Four stems", "karaoke": "Karaoke (no vocals)", "acapella": "Acapella (vocals)", "dj": "DJ stem file"}
-STATES = ("queued", "running", "done", "failed", "cancelled")
 
 
 class Cancelled(BaseException):
@@ -35,17 +34,17 @@ class Cancelled(BaseException):
 
 @dataclass(frozen=True)
 class Choice:
-    """What a job makes: a model name, outputs (a key of OUTPUTS) and a per-stem format (the DJ
-    stem file is always stem.mp4)."""
+    """What a job makes: a model name, outputs (a key of OUTPUTS) and a per-stem format."""
 
     model: str
     outputs: str = "four"
     fmt: str = "wav"
 
     def options(self) -> dict:
-        """separate_file's stems and fmt."""
+        """separate_file's stems and fmt: a preset's one-file format (dj) wins over the chosen one."""
         preset = PRESETS.get(self.outputs)
-        return {"stems": stem_list(preset.stems if preset else None), "fmt": STEM_MP4 if self.outputs == "dj" else self.fmt}
+        bundle = preset is not None and preset.fmt in BUNDLE_FORMATS
+        return {"stems": stem_list(preset.stems if preset else None), "fmt": preset.fmt if bundle else self.fmt}
 
     def as_json(self) -> dict:
         return {"model": self.model, "outputs": self.outputs, "format": self.fmt}
@@ -181,6 +180,10 @@ class JobQueue:
             started = time.perf_counter()
             try:
                 state, error = self._run(job)
+            except StemsError as problem:  # e.g. a model that does not load
+                state, error = "failed", _one_line(str(problem), job)
+            except Exception as problem:  # unexpected, outside the separation: this job fails, the queue goes on
+                state, error = "failed", _one_line(f"{type(problem).__name__}: {problem}", job)
             except BaseException:  # Cancelled, or Interrupted (SIGINT, SIGTERM) reaching this thread
                 state, error = "cancelled", None
             job.seconds = time.perf_counter() - started
@@ -190,11 +193,8 @@ class JobQueue:
 
     def _run(self, job: Job) -> tuple[str, str | None]:
         """Separate one job: ("done", None) or ("failed", its one-line error)."""
-        try:
-            if job.choice.model not in self.models:
-                self.models[job.choice.model] = self.load(job.choice.model)
-        except StemsError as error:
-            return "failed", _one_line(str(error), job)
+        if job.choice.model not in self.models:
+            self.models[job.choice.model] = self.load(job.choice.model)
         if job.cancel.is_set():
             raise Cancelled
 

@@ -81,8 +81,8 @@ class PageHandler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         try:
             super().handle()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the page stopped a download (seeking, reloading): nothing to report
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the page stopped a download (seeking, reloading) or stalled: nothing to report
 
     def _get(self, send_body: bool) -> None:
         if not self.host_allowed():

@@ -1,7 +1,8 @@
 // stems app: add songs (drop or file picker), follow the queue, open a finished track in the mixer
 // (mixer.js, shared with stems audition) and download it. Every request that changes something
 // carries the token the server put in this page's <meta name="stems-token">.
-// State for tests and scripts lives in the DOM: [data-job][data-state][data-error], [data-track].
+// State for tests and scripts lives in the DOM: [data-job][data-state][data-error], #library
+// [data-track], #downloads [data-download-stem] (each stem), [data-download] (zip, stem-file).
 import { $, initMixer, loadTrack, reportError, status, unloadTrack } from "./mixer.js";
 
 const TOKEN = $('meta[name="stems-token"]').content;
@@ -25,7 +26,8 @@ function fillSettings() {
   fill("model", models.map((m) => [m, m]));
   fill("outputs", outputs.map((o) => [o.name, o.label]));
   fill("format", formats.map((f) => [f, f]));
-  $("#limits").textContent = `mp3, wav, flac, m4a, ogg, .stem.mp4… up to ${maxMb >= 1024 ? `${maxMb / 1024} GB` : `${maxMb} MB`}`;
+  const size = maxMb >= 1024 ? `${+(maxMb / 1024).toFixed(1)}\u00a0GB` : `${maxMb}\u00a0MB`;
+  $("#limits").textContent = `mp3, wav, flac, m4a, .stem.mp4… up to ${size}`;
   showFormat();
 }
 
@@ -79,7 +81,7 @@ function upload(file, row) {
       if (xhr.status !== 201) return refused(xhr.responseText.trim() || `HTTP ${xhr.status}`);
       const job = JSON.parse(xhr.responseText);
       row.remove();
-      showJob(job);
+      if (!$(`[data-job="${job.id}"]`)) showJob(job);  // unless the queue's poll was quicker (and newer)
       resolve();
     };
     xhr.onerror = () => refused(`${file.name}: cannot reach the stems app server`);
@@ -182,7 +184,7 @@ function showDownloads(track) {
   const link = (href, text, filename) => Object.assign(document.createElement("a"), { href, textContent: text, download: filename });
   const stems = track.stems.map((stem) => {
     const a = link(stem.url, stem.name.replace(/_/g, " "), `${track.name} - ${decodeURIComponent(stem.url.split("/").pop())}`);
-    Object.assign(a.dataset, { download: "stem", stem: stem.name });
+    a.dataset.downloadStem = stem.name;
     a.className = "stem";
     a.style.setProperty("--colour", stem.colour);
     return a;
