@@ -17,6 +17,7 @@ without the progress display: the CLI runs the same `Batch`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -80,6 +81,29 @@ def sigterm_unwinds() -> Iterator[None]:
         clear_interrupted()
 
 
+def separate_track(separator: Separator, path: Path, name: str, out_dir: Path, *,
+                   progress: Callable[[int, int], None] | None = None,
+                   on_error: Callable[[Path, Exception], None] | None = None, **options) -> FileResult:
+    """One input of a batch: `files.separate_file(separator, path, out_dir, track=name, progress=
+    progress, **options)`, where a failure becomes a failed result (`error`: its one line).
+
+    An unexpected failure (not a StemsError) does too, after `on_error(path, error)`, which is
+    called inside the `except` (the CLI prints the traceback there). What is not an Exception
+    (KeyboardInterrupt, Interrupted, a caller's cancellation) passes through, once the writers
+    have removed their partial files."""
+    started = time.perf_counter()
+    try:
+        return separate_file(separator, path, out_dir, track=name, progress=progress, **options)
+    except StemsError as error:
+        result = FileResult(path, error=str(error))
+    except Exception as error:  # an unexpected failure of one file must not stop the batch
+        if on_error is not None:
+            on_error(path, error)
+        result = FileResult(path, error=f"{path}: {type(error).__name__}: {error}")
+    result.seconds = time.perf_counter() - started
+    return result
+
+
 class Batch:
     """Many inputs separated into one output directory, in bounded memory, one model load.
 
@@ -110,13 +134,12 @@ class Batch:
         on_error: Callable[[Path, Exception], None] | None = None,
         **options,
     ) -> list[FileResult]:
-        """Separate every track in order with `files.separate_file(separator, path, out_dir,
-        track=name, **options)`; options: stems, two_stems, mask, fmt, template, float_output,
-        codec, overwrite, skip_existing. Returns one FileResult per track.
+        """Separate every track in order with `separate_track(separator, path, name, out_dir,
+        **options)`; options: stems, two_stems, mask, fmt, template, float_output, codec,
+        overwrite, skip_existing. Returns one FileResult per track.
 
         A file that fails becomes a failed result (`error`: its one line) and the batch goes on;
-        so does one that fails unexpectedly (not a StemsError), after `on_error(path, error)`,
-        which is called inside the `except` (the CLI prints the traceback there).
+        so does one that fails unexpectedly (not a StemsError), after `on_error(path, error)`.
 
         Args:
             manifest: a .jsonl path (appended to; created with its folder) or an open Manifest:
@@ -139,28 +162,13 @@ class Batch:
             results = []
             for path, name in self.tracks:
                 check_interrupted()
-                result = self._separate(separator, path, name, out_dir, on_start, progress, on_error, options)
+                if on_start is not None:
+                    on_start(path)
+                report = None if progress is None else functools.partial(progress, path)
+                result = separate_track(separator, path, name, out_dir, progress=report, on_error=on_error, **options)
                 results.append(result)
                 if log is not None:
                     log.add(result)
                 if on_result is not None:
                     on_result(result)
         return results
-
-    @staticmethod
-    def _separate(separator: Separator, path: Path, name: str, out_dir: Path, on_start, progress, on_error,
-                  options: dict) -> FileResult:
-        if on_start is not None:
-            on_start(path)
-        started = time.perf_counter()
-        report = None if progress is None else (lambda done, total: progress(path, done, total))
-        try:
-            return separate_file(separator, path, out_dir, track=name, progress=report, **options)
-        except StemsError as error:
-            result = FileResult(path, error=str(error))
-        except Exception as error:  # an unexpected failure of one file must not stop the batch
-            if on_error is not None:
-                on_error(path, error)
-            result = FileResult(path, error=f"{path}: {type(error).__name__}: {error}")
-        result.seconds = time.perf_counter() - started
-        return result

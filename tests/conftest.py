@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +94,45 @@ def wait_for(condition, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.05)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium (Debian's, driven by Playwright: nothing is downloaded); a fake audio
+    output stands in for the missing sound card, and no user gesture is needed to play."""
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (scripts/setup.sh test installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[test]')")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextlib.contextmanager
+def page_command(*args: str):
+    """The URL of a running `stems <args> --port 0 --no-open` (audition, app), which SIGINT stops
+    with status 130 at the end."""
+    command = [os.path.join(os.path.dirname(sys.executable), "stems"), *args, "--port", "0", "--no-open"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield server.stdout.readline().strip()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 130
+    finally:
+        server.kill()
+        server.wait()
+
+
+def download(page, selector: str, path: Path):
+    """Click `selector` in a Playwright page and save what the browser downloads as `path`; returns the download."""
+    with page.expect_download() as started:
+        page.click(selector)
+    started.value.save_as(path)
+    return started.value

@@ -64,11 +64,11 @@ def server(track):
     server.server_close()
 
 
-def request(server, path, method="GET", headers=None):
+def request(server, path, method="GET", headers=None, body=None):
     """(status, headers, body) of one raw request: http.client sends `path` exactly as written."""
     connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
     try:
-        connection.request(method, path, headers=headers or {})
+        connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:

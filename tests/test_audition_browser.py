@@ -3,11 +3,7 @@ downloaded) against a live `stems audition` server on freshly separated stems.""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 
 import pytest
 import soundfile as sf
@@ -15,15 +11,10 @@ from typer.testing import CliRunner
 
 from stems.cli import app
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-EXE = os.path.join(os.path.dirname(sys.executable), "stems")
-STEMS = ["drums", "bass", "other", "vocals"]
+from conftest import download, page_command
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/setup.sh test installs it)"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[test]')")
+STEMS = ["drums", "bass", "other", "vocals"]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -35,60 +26,44 @@ def live_server(tmp_path, tiny_checkpoint, song_wav):
     assert done.exit_code == 0, done.output
     shutil.copytree(out / "my song", out / "spoilt")
     (out / "spoilt" / "vocals.wav").write_bytes(b"RIFF but not really a wav file")
-    server = subprocess.Popen([EXE, "audition", str(out), "--port", "0", "--no-open"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        yield server.stdout.readline().strip()
-        server.send_signal(signal.SIGINT)
-        assert server.wait(timeout=30) == 130
-    finally:
-        server.kill()
-        server.wait()
+    with page_command("audition", str(out)) as url:
+        yield url
 
 
-def test_page_plays_mutes_solos_and_downloads_the_mix(live_server, tmp_path, song_wav):
-    with sync_api.sync_playwright() as playwright:
-        # a fake audio output stands in for the missing sound card; no user gesture is needed to play
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 560}, accept_downloads=True)
-            page.goto(live_server)
-            page.wait_for_selector("body[data-ready=true]", timeout=30_000)
-            assert page.eval_on_selector_all("[data-stem]", "rows => rows.map(r => r.dataset.stem)") == STEMS
-            assert page.get_attribute("body", "data-error") is None
+def test_page_plays_mutes_solos_and_downloads_the_mix(browser, live_server, tmp_path, song_wav):
+    page = browser.new_page(viewport={"width": 1280, "height": 560}, accept_downloads=True)
+    page.goto(live_server)
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    assert page.eval_on_selector_all("[data-stem]", "rows => rows.map(r => r.dataset.stem)") == STEMS
+    assert page.get_attribute("body", "data-error") is None
 
-            clock_before = page.evaluate("audition.contextTime()")
-            page.keyboard.press("Space")
-            page.wait_for_timeout(1000)
-            played = float(page.get_attribute("#time", "data-time"))
-            assert page.evaluate("audition.playing()") and 0.5 < played < 2.5
-            assert page.evaluate("audition.contextTime()") - clock_before > 0.5  # the audio clock really runs
+    clock_before = page.evaluate("audition.contextTime()")
+    page.keyboard.press("Space")
+    page.wait_for_timeout(1000)
+    played = float(page.get_attribute("#time", "data-time"))
+    assert page.evaluate("audition.playing()") and 0.5 < played < 2.5
+    assert page.evaluate("audition.contextTime()") - clock_before > 0.5  # the audio clock really runs
 
-            page.click("[data-stem=vocals] .mute")
-            page.wait_for_function("() => audition.gain('vocals') < 1e-4")
-            assert page.get_attribute("[data-stem=vocals]", "data-gain") == "0"
-            page.keyboard.press("1")  # solo drums
-            page.wait_for_function("() => ['bass', 'other', 'vocals'].every(s => audition.gain(s) < 1e-4)")
-            assert page.evaluate("audition.gain('drums')") == pytest.approx(1.0, abs=1e-3)
-            assert page.get_attribute("[data-stem=drums] .solo", "aria-pressed") == "true"
-            page.keyboard.press("Space")
-            assert not page.evaluate("audition.playing()")
+    page.click("[data-stem=vocals] .mute")
+    page.wait_for_function("() => audition.gain('vocals') < 1e-4")
+    assert page.get_attribute("[data-stem=vocals]", "data-gain") == "0"
+    page.keyboard.press("1")  # solo drums
+    page.wait_for_function("() => ['bass', 'other', 'vocals'].every(s => audition.gain(s) < 1e-4)")
+    assert page.evaluate("audition.gain('drums')") == pytest.approx(1.0, abs=1e-3)
+    assert page.get_attribute("[data-stem=drums] .solo", "aria-pressed") == "true"
+    page.keyboard.press("Space")
+    assert not page.evaluate("audition.playing()")
 
-            with page.expect_download() as download:
-                page.click("#download")
-            mix = tmp_path / "mix.wav"
-            download.value.save_as(mix)
-            assert abs(sf.info(mix).duration - sf.info(song_wav).duration) < 0.05
+    mix = tmp_path / "mix.wav"
+    download(page, "#download", mix)
+    assert abs(sf.info(mix).duration - sf.info(song_wav).duration) < 0.05
 
-            screenshot = tmp_path / "audition.png"
-            page.screenshot(path=screenshot)
-            assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    screenshot = tmp_path / "audition.png"
+    page.screenshot(path=screenshot)
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-            page.select_option("#track", label="spoilt")  # its vocals do not decode
-            page.wait_for_selector("body[data-error]", timeout=30_000)
-            assert "cannot decode vocals.wav" in page.text_content("#error")
-            assert page.get_attribute("body", "data-ready") == "false"
-            assert page.eval_on_selector_all("#track option", "options => options.map(o => o.textContent)") == ["my song", "spoilt"]
-        finally:
-            browser.close()
+    page.select_option("#track", label="spoilt")  # its vocals do not decode
+    page.wait_for_selector("body[data-error]", timeout=30_000)
+    assert "cannot decode vocals.wav" in page.text_content("#error")
+    assert page.get_attribute("body", "data-ready") == "false"
+    assert page.eval_on_selector_all("#track option", "options => options.map(o => o.textContent)") == ["my song", "spoilt"]

@@ -1,5 +1,5 @@
 """The wheel: built from the repository, installed into a fresh virtual environment outside it,
-it separates a file with the shipped ONNX model (no torch installed there)."""
+it separates a file with the shipped ONNX model (no torch installed there) and holds the pages' files."""
 
 import os
 import subprocess
@@ -33,5 +33,8 @@ def test_wheel_installs_and_separates_outside_the_repository(tmp_path):
     shown = subprocess.run([stems, "info", "quality"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "model quality-" in shown.stdout and ".onnx" in shown.stdout  # the packaged registry
+    pages = subprocess.run([python, "-c", "from stems.app.server import ASSETS, PAGE; print(*sorted(ASSETS), 'stems-token' in PAGE)"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert pages.stdout.split() == ["app.css", "mixer.js", "page.js", "style.css", "True"], pages.stderr  # the pages' files
     missing = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True, env=env)
     assert missing.returncode != 0  # the inference install holds no torch

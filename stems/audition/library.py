@@ -2,7 +2,7 @@
 
 PATH is a track folder (`separated/song/{drums,bass,other,vocals}.wav`, or any stems `stems
 separate` writes: flac, mp3, no_vocals...), a `.stem.mp4`, or an output folder holding several of
-either. The server looks files up here by (track index, file name) and never turns a URL into a
+either. The server looks files up here by (track, file name) and never turns a URL into a
 filesystem path, so nothing outside this list can be reached. A file whose real path (symlinks
 resolved) lies outside PATH is left out.
 """
@@ -14,6 +14,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import StemsError
 
@@ -43,6 +44,11 @@ class Track:
     @property
     def packed(self) -> bool:
         return self.source.name.lower().endswith(STEM_MP4_SUFFIX)
+
+    @property
+    def key(self) -> str:
+        """Its folder's or file's name: unique among the tracks of one output folder."""
+        return self.source.name
 
 
 def _colours(names: list[str]) -> dict[str, str]:
@@ -90,12 +96,51 @@ def _packed_track(path: Path) -> Track:
     return Track(path.name[: -len(STEM_MP4_SUFFIX)], path, [Stem(name, f"{name}.wav", colours[name]) for name in NI_STEMS])
 
 
-class Library:
-    """The tracks under `path`; raises StemsError (one line) when there is nothing to serve."""
+def find_tracks(folder: Path, root: Path, skip: Callable[[StemsError], None] | None = None) -> list[Track]:
+    """The track folders and .stem.mp4 files directly in `folder`, by name (hidden ones and those
+    leading outside `root` left out). A folder that is not one track (two files for one stem)
+    raises StemsError, or, with `skip`, is given to it and left out."""
+    tracks = []
+    for child in sorted(folder.iterdir(), key=lambda p: p.name.lower()):
+        if child.name.startswith(".") or not _inside(child, root):
+            continue
+        if child.is_dir():
+            try:
+                found = _folder_track(child, root)
+            except StemsError as error:
+                if skip is None:
+                    raise
+                skip(error)
+                continue
+            if found is not None:
+                tracks.append(found)
+        elif child.is_file() and child.name.lower().endswith(STEM_MP4_SUFFIX):
+            tracks.append(_packed_track(child))
+    return tracks
 
-    def __init__(self, path: Path):
+
+class Library:
+    """The tracks under `path`; raises StemsError (one line) when there is nothing to serve.
+
+    With `growing`, `path` is an output folder that `stems app` separates into: created if
+    missing, perhaps empty, and `rescan` finds its tracks again; a folder in it that is not one
+    track is left out and named in `problems`.
+    """
+
+    def __init__(self, path: Path, growing: bool = False):
         self.root = path.resolve()
         self._scratch: Path | None = None
+        self._scratch_lock, self._scan_lock = threading.Lock(), threading.Lock()
+        self.tracks: list[Track] = []
+        self.problems: list[str] = []
+        if growing:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StemsError(f"{path}: cannot create the folder ({error.strerror})") from None
+            self.root = path.resolve()
+            self.rescan()
+            return
         if not path.exists():
             raise StemsError(f"{path}: no such file or folder")
         if path.is_file():
@@ -108,46 +153,56 @@ class Library:
         if track is not None:
             self.tracks = [track]
             return
-        self.tracks = []
-        for child in sorted(path.iterdir(), key=lambda p: p.name.lower()):
-            if child.name.startswith(".") or not _inside(child, self.root):
-                continue
-            if child.is_dir():
-                found = _folder_track(child, self.root)
-                if found is not None:
-                    self.tracks.append(found)
-            elif child.is_file() and child.name.lower().endswith(STEM_MP4_SUFFIX):
-                self.tracks.append(_packed_track(child))
+        self.tracks = find_tracks(path, self.root)
         if not self.tracks:
             listed = ", ".join(f"<stem>{ext}" for ext in STEM_EXTENSIONS)
             raise StemsError(f"{path}: no stems here ({listed} or *{STEM_MP4_SUFFIX}, "
                              "in this folder or its track folders)")
 
+    def rescan(self) -> None:
+        """Find the tracks of a `growing` output folder again. A .stem.mp4 still there keeps its
+        extracted streams (it is not rewritten in place: outputs are renamed into place whole)."""
+        with self._scan_lock:
+            problems: list[str] = []
+            found = find_tracks(self.root, self.root, skip=lambda error: problems.append(str(error)))
+            packed = {track.source: track for track in self.tracks if track.packed}
+            self.tracks = [packed.get(track.source, track) for track in found]
+            self.problems = problems
+
+    def find(self, key: str) -> Track | None:
+        """The track whose folder or file is named `key` (`Track.key`), or None."""
+        return next((track for track in self.tracks if track.key == key), None)
+
     def file(self, index: int, name: str) -> Path | None:
-        """The file `name` of track `index`, or None when it is not one of its stems (or now leads
+        """The file `name` of track `index` (see `track_file`), or None when there is no such track."""
+        return self.track_file(self.tracks[index], name) if 0 <= index < len(self.tracks) else None
+
+    def track_file(self, track: Track, name: str) -> Path | None:
+        """The file `name` of `track`, or None when it is not one of its stems (or now leads
         outside PATH, e.g. a symlink changed since start). May extract a .stem.mp4 (StemsError)."""
-        if not 0 <= index < len(self.tracks):
-            return None
-        track = self.tracks[index]
         if name not in {stem.file for stem in track.stems}:
             return None
         if track.packed:
             with track.lock:  # the page asks for the four streams at once: extract them once
                 if not track.files:
-                    track.files = self._extract(track, index)
+                    track.files = self._extract(track)
             return track.files[name]
         path = track.files[name]
         return path if _inside(path, self.root) and path.is_file() else None
 
-    def _extract(self, track: Track, index: int) -> dict[str, Path]:
+    def scratch(self) -> Path:
+        """A private temporary folder for files made from the tracks, removed by `close`."""
+        with self._scratch_lock:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(prefix="stems-audition-"))
+        return self._scratch
+
+    def _extract(self, track: Track) -> dict[str, Path]:
         """Write the .stem.mp4's streams 1-4 (drums, bass, other, vocals) as 16-bit wavs, which
         every browser decodes, into a scratch folder that `close` removes."""
         from ..audio import run_ffmpeg
 
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="stems-audition-"))
-        folder = self._scratch / str(index)
-        folder.mkdir(exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=self.scratch()))
         outputs = {stem.file: folder / stem.file for stem in track.stems}
         args = ["-i", str(track.source)]
         for stream, path in enumerate(outputs.values(), start=1):

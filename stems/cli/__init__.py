@@ -4,7 +4,7 @@ One module per command group; importing them registers their commands on `app`."
 import signal
 import sys
 
-from . import separate, info, export_stems, audition, stream, evaluate, train, render  # noqa: F401, I001  (registers the commands, in help order)
+from . import webapp, separate, info, export_stems, audition, stream, evaluate, train, render  # noqa: F401, I001  (registers the commands, in help order)
 from .common import Interrupted, app, console
 from ..errors import interrupt, pending_interrupt
 

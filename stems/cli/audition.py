@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import signal
 from pathlib import Path
 from typing import Optional
 
@@ -11,8 +9,7 @@ import typer
 
 from ..errors import StemsError
 from .common import Interrupted, app, console, fail as _fail
-
-DEFAULT_PORT = 8765
+from .pages import DEFAULT_PORT, listen, report_error, serve, stopped
 
 
 @app.command(epilog="Examples: stems audition \"separated/my song\"   (one track)\n\n"
@@ -43,16 +40,13 @@ def audition(
     try:  # from here on, a .stem.mp4's extracted streams must be removed however we leave
         _serve(library, path, host, port, reference, not no_open)
     except Interrupted as stop:
-        console.print(f"stopped by {signal.Signals(stop.signum).name}", highlight=False)
-        raise typer.Exit(128 + stop.signum) from None
+        raise stopped(stop) from None
     finally:
         library.close()
 
 
 def _serve(library, path: Path, host: str, port: int, reference: Path | None, open_page: bool) -> None:
     """Score (with --reference), listen, print the URL, open the page and serve until a signal."""
-    import webbrowser
-
     from ..audition.scores import attach_scores
     from ..audition.server import AuditionServer
 
@@ -61,21 +55,12 @@ def _serve(library, path: Path, host: str, port: int, reference: Path | None, op
         if reference is not None:
             console.print(f"scoring {sum(len(t.stems) for t in tracks)} stems against {reference}", highlight=False)
         sdr_label = attach_scores(library, reference, path.name) if reference is not None else None
-        server = AuditionServer(library, host, port, sdr_label, report=lambda m: console.print(f"[red]error:[/red] {m}", highlight=False))
     except StemsError as error:
         _fail(str(error))
-    except (OSError, ValueError) as error:
-        hint = " (another server holds it: try --port 0)" if getattr(error, "errno", None) == errno.EADDRINUSE else ""
-        _fail(f"cannot listen on {host}:{port}: {getattr(error, 'strerror', None) or error}{hint}")
+    server = listen(lambda: AuditionServer(library, host, port, sdr_label, report=report_error), host, port)
     try:
-        if not server.loopback:
-            console.print(f"[yellow]warning:[/yellow] listening on {host}: other machines on the network can open the page "
-                          "and download the stems", highlight=False)
-        print(server.url, flush=True)  # stdout holds only the URL, for scripts
-        console.print(f"serving {len(tracks)} track{'s' if len(tracks) > 1 else ''} "
-                      f"({', '.join(t.name for t in tracks[:3])}{', ...' if len(tracks) > 3 else ''}); Ctrl-C stops", highlight=False)
-        if open_page:
-            webbrowser.open(server.url)
-        server.serve_forever(poll_interval=0.25)
+        serve(server, f"serving {len(tracks)} track{'s' if len(tracks) > 1 else ''} "
+                      f"({', '.join(t.name for t in tracks[:3])}{', ...' if len(tracks) > 3 else ''}); Ctrl-C stops",
+              open_page, "download the stems")
     finally:
         server.server_close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -17,30 +16,13 @@ from ..errors import StemsError
 from ..files import FileResult
 from ..manifest import Manifest
 from ..masks import GATE_DB, MASK_KINDS
+from ..presets import PRESETS, Preset, stem_list
 from ..registry import RUNTIMES
 from ..stemmp4 import STEM_MP4
 from ..writers import BUNDLE_TEMPLATE, DEFAULT_TEMPLATE, FORMATS, PER_STEM_FORMATS, count_words
 from .common import app, console, fail as _fail
 
 
-@dataclass(frozen=True)
-class Preset:
-    """Named defaults over `stems separate`'s options; the options a user gives win."""
-
-    what: str
-    stems: str | None = None
-    fmt: str | None = None
-
-    def __str__(self) -> str:
-        flags = " ".join(f"--{flag} {value}" for flag, value in (("stems", self.stems), ("format", self.fmt)) if value)
-        return f"{self.what} ({flags})"
-
-
-PRESETS = {
-    "karaoke": Preset("the instrumental only, mp3 320 kb/s", stems="no_vocals", fmt="mp3"),
-    "acapella": Preset("the vocals only, wav", stems="vocals", fmt="wav"),
-    "dj": Preset("one NI Stem file per track for Traktor and Mixxx", fmt=STEM_MP4),
-}
 DEVICES = ("cpu", "cuda")
 
 
@@ -118,7 +100,7 @@ def separate(
         shard_spec = parse_shard(shard) if shard is not None else None
     except ValueError as error:
         _fail(str(error), 2)
-    subset = tuple(s.strip() for s in stems.split(",") if s.strip()) if stems else None
+    subset = stem_list(stems)
     batch = Batch(inputs, shard_spec)
     if not batch.files:
         for path, why in batch.problems:
