@@ -215,7 +215,7 @@ def reference_tracks(musdb_root: Path | None, subset: str, split: str | None, is
     else:
         try:
             songs = musdb_songs(musdb_root, split or "train", cache_dir, subset=subset, is_wav=is_wav, sources=sources)
-        except StemsError:
+        except (StemsError, ModuleNotFoundError):  # the latter: musdb not installed, which the CLI names
             raise
         except Exception as error:  # musdb raises bare errors for wrong roots
             raise StemsError(f"{musdb_root}: cannot read MUSDB18 ({error})") from None

@@ -13,10 +13,11 @@ from rich.table import Table
 
 from ..errors import StemsError
 from ..masks import GATE_DB, MASK_KINDS
-from .common import app, console, fail as _fail
+from .common import app, console, fail as _fail, needs_extras
 
 
 @app.command(epilog="Example: stems evaluate --musdb ../shared/data/musdb18-7s --split valid --jobs 2 --markdown valid.md --chart valid.png")
+@needs_extras("evaluate", "museval")
 def evaluate(
     musdb_root: Optional[Path] = typer.Option(None, "--musdb", help="MUSDB18 root (train/ and test/ folders of .stem.mp4)."),
     subset: str = typer.Option("train", "--subset", help="MUSDB subset: train or test."),
