@@ -19,7 +19,7 @@ import numpy as np
 
 from . import registry
 from .config import STFTConfig
-from .errors import StemsError
+from .errors import MissingExtra, StemsError
 
 
 class MaskEngine(Protocol):
@@ -160,8 +160,9 @@ def load_engine(name_or_path: str | Path | None = None, runtime: str | None = No
     try:
         factory: Any = importlib.import_module(module)
     except ImportError as error:
-        raise StemsError(f"{path}: the {kind} runtime is not installed ({error.name} is missing; "
-                         f"pip install 'stems[train]' brings torch)") from None
+        if (missing := MissingExtra.module_of(error)) is None:
+            raise
+        raise MissingExtra(f"{path}: the {kind} runtime", missing) from None
     for part in attribute.split("."):
         factory = getattr(factory, part)
     return factory(path, threads=threads, device=device)

@@ -1,10 +1,35 @@
-"""What stems raises: StemsError, the one exception type the CLI turns into a one-line error, and
-Interrupted, a signal that unwinds every writer, raised by `interrupt` and again by
-`check_interrupted` where Python dropped it."""
+"""What stems raises: StemsError, the one exception type the CLI turns into a one-line error;
+MissingExtra, the StemsError of a training extra that is not installed; and Interrupted, a signal
+that unwinds every writer, raised by `interrupt` and again by `check_interrupted` where Python
+dropped it."""
+
+# The import names of pyproject.toml's `train` extra (a test keeps the two lists equal): what
+# training, evaluation, dataset building, plots, the torch runtime and ONNX export import, and an
+# inference-only install (`pip install .`) lacks.
+TRAIN_EXTRAS = ("torch", "onnx", "scipy", "musdb", "museval", "stempeg", "matplotlib", "mido")
 
 
 class StemsError(Exception):
     """A problem with an input, output or checkpoint, stated in one line that names the file."""
+
+
+class MissingExtra(StemsError):
+    """`what` (a command, a runtime) needs a training extra that is not installed.
+
+    Attributes:
+        module: the missing extra's top-level module, one of TRAIN_EXTRAS.
+    """
+
+    def __init__(self, what: str, module: str):
+        super().__init__(f"{what} needs the training extras ({module} is not installed): pip install 'stems[train]'")
+        self.module = module
+
+    @staticmethod
+    def module_of(error: ImportError) -> str | None:
+        """The training extra whose absence raised `error` (museval installed without scipy: scipy);
+        None for any other module."""
+        module = (error.name or "").partition(".")[0]
+        return module if isinstance(error, ModuleNotFoundError) and module in TRAIN_EXTRAS else None
 
 
 class Interrupted(BaseException):

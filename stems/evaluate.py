@@ -1,5 +1,6 @@
 """Scoring the SiSEC 2018 way: BSSEval v4 (museval) over 1-second windows, median over windows
-per track and stem, then median over tracks; oracle masks as baselines."""
+per track and stem, then median over tracks; and the SDX23 way: uSDR, one SDR over the whole
+track, mean over tracks. Oracle masks as baselines."""
 
 from __future__ import annotations
 
@@ -16,17 +17,32 @@ from .masks import binary_targets, ratio_targets
 from .reconstruct import apply_mask
 
 METRICS = ("SDR", "ISR", "SIR", "SAR")  # the order museval.evaluate returns them in
+USDR_EPS = 1e-7  # SDX23's delta: a silent estimate of a silent stem scores 0 dB, not NaN
+SCORES = (*METRICS, "uSDR")  # what score_track gives each stem; a cached track lacking one is scored again
+
+
+def usdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """The SDR of the Sound Demixing Challenge 2023 (and MDX 2021), "uSDR": one ratio over the
+    whole track, every channel and sample summed, where BSSEval takes the median over 1-s frames:
+    10·log10((Σ s² + ε) / (Σ (s − ŝ)² + ε)), ε = USDR_EPS.
+
+    Args:
+        reference, estimate: (channels, samples) of one stem, the same shape.
+    """
+    s, s_hat = reference.astype(np.float64), estimate.astype(np.float64)
+    return float(10 * np.log10((np.sum(s ** 2) + USDR_EPS) / (np.sum((s - s_hat) ** 2) + USDR_EPS)))
 
 
 def score_track(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray],
                 sample_rate: int = 44100) -> dict[str, dict[str, float]]:
-    """BSSEval v4 of one track.
+    """BSSEval v4 and uSDR of one track.
 
     Args:
         references, estimates: {stem: (channels, samples)} with the same stems and shapes.
     Returns:
-        {stem: {metric: median over 1-s windows (NaN windows, e.g. silent references, ignored),
-                "frames": {metric: [value per window, None for NaN]}}}.
+        {stem: {BSSEval metric: median over 1-s windows (NaN windows, e.g. silent references,
+                ignored), "uSDR": `usdr` over the whole track,
+                "frames": {BSSEval metric: [value per window, None for NaN]}}}.
     """
     import museval
 
@@ -39,16 +55,30 @@ def score_track(references: dict[str, np.ndarray], estimates: dict[str, np.ndarr
         for i, name in enumerate(names):
             frames = {m: values[k][i] for k, m in enumerate(METRICS)}
             scores[name] = {m: float(np.nanmedian(v)) if not np.isnan(v).all() else float("nan") for m, v in frames.items()}
+            scores[name]["uSDR"] = usdr(references[name], estimates[name])
             scores[name]["frames"] = {m: [None if np.isnan(x) else float(x) for x in v] for m, v in frames.items()}
     return scores
 
 
 def median_over_tracks(per_track: list[dict[str, dict[str, float]]], metric: str = "SDR") -> dict[str, float]:
     """{stem: median over tracks}, plus "mean" over stems (the SiSEC aggregation)."""
+    return _over_tracks(per_track, metric, np.nanmedian)
+
+
+def mean_over_tracks(per_track: list[dict[str, dict[str, float]]], metric: str = "uSDR") -> dict[str, float]:
+    """{stem: mean over tracks}, plus "mean" over stems: the SDX23 aggregation, whose score is the
+    mean over tracks of each track's mean over stems (the same number, summed in another order)."""
+    return _over_tracks(per_track, metric, np.mean)
+
+
+def _over_tracks(per_track: list[dict[str, dict[str, float]]], metric: str, reduce: Callable) -> dict[str, float]:
     stems = list(per_track[0])
-    out = {s: float(np.nanmedian([t[s][metric] for t in per_track])) for s in stems}
+    out = {s: float(reduce([t[s][metric] for t in per_track])) for s in stems}
     out["mean"] = float(np.mean([out[s] for s in stems]))
     return out
+
+
+AGGREGATIONS = {"SDR": median_over_tracks, "uSDR": mean_over_tracks}  # as SiSEC 2018 and SDX23 rank
 
 
 ORACLES = ("mix", "ibm", "argmax", "irm")
@@ -143,9 +173,9 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
     pending = []
     for system, estimate in systems.items():
         for track, references in tracks:
-            cached = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track)
-            if cached is not None and cached.is_file():
-                results[system][track] = json.loads(cached.read_text())
+            cached = _read_cache(_cache_file(cache_dir, (cache_keys or {}).get(system, system), track), names)
+            if cached is not None:
+                results[system][track] = cached
                 if progress:
                     progress()
                 continue
@@ -180,10 +210,21 @@ def _cache_file(cache_dir: Path | None, system: str, track: str) -> Path | None:
     return cache_dir / f"{safe}.json"
 
 
-def summary_table(results: dict[str, dict[str, dict]], names: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """{system: {stem: median over tracks of median SDR, "mean": mean over stems}}."""
-    return {system: median_over_tracks([per_track[t] for t in sorted(per_track)]) for system, per_track in results.items()
-            if per_track}
+def _read_cache(path: Path | None, names: tuple[str, ...]) -> dict | None:
+    """A track's cached scores; None when there are none, or when they were written before
+    score_track gave every metric of SCORES (e.g. uSDR): the track is then scored again."""
+    if path is None or not path.is_file():
+        return None
+    scores = json.loads(path.read_text())
+    return scores if all(metric in scores.get(name, {}) for name in names for metric in SCORES) else None
+
+
+def summary_table(results: dict[str, dict[str, dict]], names: tuple[str, ...],
+                  metric: str = "SDR") -> dict[str, dict[str, float]]:
+    """{system: {stem: `metric` over tracks, "mean": mean over stems}}, aggregated as AGGREGATIONS
+    says: SDR the median over tracks (of the median over frames), uSDR the mean over tracks."""
+    return {system: AGGREGATIONS[metric]([per_track[t] for t in sorted(per_track)], metric)
+            for system, per_track in results.items() if per_track}
 
 
 def _one_reference(musdb_root: Path | None, stems_dir: Path | None) -> None:
@@ -215,7 +256,7 @@ def reference_tracks(musdb_root: Path | None, subset: str, split: str | None, is
     else:
         try:
             songs = musdb_songs(musdb_root, split or "train", cache_dir, subset=subset, is_wav=is_wav, sources=sources)
-        except StemsError:
+        except (StemsError, ModuleNotFoundError):  # the latter: musdb not installed, which the CLI names
             raise
         except Exception as error:  # musdb raises bare errors for wrong roots
             raise StemsError(f"{musdb_root}: cannot read MUSDB18 ({error})") from None

@@ -180,9 +180,7 @@ def pack_stems(folder: Path, target: Path, codec: str = "aac", mix: Path | None 
         opened = {name: stack.enter_context(open_audio(path, STEM_RATE)) for name, path in sources.items()}
         _check_alike(folder, {name: info for name, (_, info) in opened.items()})
         frames = max(info.frames for _, info in opened.values())
-        from .writers import output_format  # the registry imports this module for its writer
-
-        writer = output_format(STEM_MP4).open({"stems": target}, STEM_RATE, 2, codec=codec, tags_from=mix)
+        writer = StemMP4Writer(target, STEM_RATE, codec, tags_from=mix)
         try:
             for start in range(0, frames, BLOCK):
                 stop = min(start + BLOCK, frames)

@@ -1,8 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 
 from stems.config import STFTConfig
-from stems.evaluate import evaluate_systems, median_over_tracks, oracle_estimates, score_track
+from stems.evaluate import evaluate_systems, mean_over_tracks, median_over_tracks, oracle_estimates, score_track, usdr
 
 from conftest import synth
 
@@ -55,6 +57,41 @@ def test_median_of_medians():
     assert table == {"a": 3.0, "b": 3.0, "mean": 3.0}
 
 
+def sdx23_sdr(reference, estimate):
+    """SDX23's GlobalSDR, written out per channel: (Σ_left s² + Σ_right s² + δ) / (the same of s − ŝ + δ)."""
+    reference, estimate = np.asarray(reference, np.float64), np.asarray(estimate, np.float64)
+    signal = sum(float(np.dot(channel, channel)) for channel in reference)
+    error = sum(float(np.dot(r - e, r - e)) for r, e in zip(reference, estimate))
+    return 10 * np.log10((signal + 1e-7) / (error + 1e-7))
+
+
+def test_usdr_is_sdx23s_sdr_over_the_whole_track(references):
+    rng = np.random.default_rng(1)
+    estimates = references + rng.standard_normal(references.shape).astype(np.float32) * np.array([0.01, 0.1, 0.3, 0.02],
+                                                                                             np.float32)[:, None, None]
+    estimates[2, 1] = 0  # one channel lost: the channels' errors differ
+    scores = score_track({n: references[i] for i, n in enumerate(NAMES)}, {n: estimates[i] for i, n in enumerate(NAMES)})
+    for i, name in enumerate(NAMES):
+        assert scores[name]["uSDR"] == pytest.approx(sdx23_sdr(references[i], estimates[i]), abs=1e-9)
+    one_channel = [sdx23_sdr(references[2][[c]], estimates[2][[c]]) for c in (0, 1)]
+    assert abs(scores["other"]["uSDR"] - np.mean(one_channel)) > 1  # pooled over channels, not averaged
+    silent = np.zeros((2, 100), np.float32)
+    assert usdr(silent, silent) == 0.0  # δ: a silent stem left silent is 0 dB, not NaN
+    assert usdr(references[0], references[0]) == pytest.approx(10 * np.log10((np.sum(references[0].astype(float) ** 2)
+                                                                             + 1e-7) / 1e-7))
+    assert usdr(references[0], 0.5 * references[0]) == pytest.approx(10 * np.log10(4), abs=1e-6)
+
+
+def test_usdr_is_averaged_as_sdx23_ranks():
+    """Mean over tracks per stem; its mean over stems is SDX23's score, the mean over songs of each
+    song's mean over stems."""
+    per_track = [{"a": {"uSDR": 1.0}, "b": {"uSDR": 4.0}},
+                 {"a": {"uSDR": 3.0}, "b": {"uSDR": -2.0}},
+                 {"a": {"uSDR": 11.0}, "b": {"uSDR": 2.0}}]
+    table = mean_over_tracks(per_track)
+    assert table == {"a": 5.0, "b": pytest.approx(4 / 3), "mean": pytest.approx(np.mean([2.5, 0.5, 6.5]))}
+
+
 def test_results_are_cached_and_resumed(tmp_path, references):
     calls = []
 
@@ -66,6 +103,13 @@ def test_results_are_cached_and_resumed(tmp_path, references):
     first = evaluate_systems(tracks, {"mix": system}, NAMES, cache_dir=tmp_path)
     again = evaluate_systems(tracks, {"mix": system}, NAMES, cache_dir=tmp_path)
     assert len(calls) == 1 and first == again
+    (cached,) = tmp_path.glob("*.json")  # as written before uSDR: scored again, not shown without it
+    old = json.loads(cached.read_text())
+    for scores in old.values():
+        del scores["uSDR"]
+    cached.write_text(json.dumps(old))
+    third = evaluate_systems(tracks, {"mix": system}, NAMES, cache_dir=tmp_path)
+    assert len(calls) == 2 and third == first and "uSDR" in json.loads(cached.read_text())["vocals"]
 
 
 def _stems_dir(root, seconds=2.0):
@@ -94,8 +138,6 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
     result = CliRunner().invoke(app, common + ["--mask", "soft", "--oracle", "mix", "--json", "r.json",
                                                "--markdown", "r.md", "--chart", "r.png", "--plot", "one"])
     assert result.exit_code == 0, result.output
-    import json
-
     report = json.loads((tmp_path / "r.json").read_text())
     summary = report["summary"]
     assert set(summary) == {"stems soft", "mixture"}
@@ -148,8 +190,6 @@ def test_the_two_stem_table_reuses_the_four_stem_separation(tmp_path, tiny_check
     result = CliRunner().invoke(app, command + ["--cache", "cache"])
     assert result.exit_code == 0, result.output
     assert len(calls) == 2  # two tracks, each separated once for both tables
-    import json
-
     report = json.loads((tmp_path / "r.json").read_text())
     sep = Separator.from_checkpoint(str(tiny_checkpoint))
     import soundfile as sf
@@ -163,3 +203,51 @@ def test_the_two_stem_table_reuses_the_four_stem_separation(tmp_path, tiny_check
     calls.clear()
     again = CliRunner().invoke(app, command[:-2] + ["--cache", "cache"])  # both tables cached: nothing separated
     assert again.exit_code == 0 and calls == []
+
+
+def test_evaluate_reports_usdr_for_estimates_and_the_two_stem_table(tmp_path, monkeypatch):
+    """Another system's estimates (half of each stem, plus a little of the next one) scored by the
+    CLI: every track's uSDR as computed by hand, the four-stem and the two-stem tables."""
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from stems.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    _stems_dir(tmp_path / "refs", seconds=1.0)
+    refs = {song: {n: sf.read(tmp_path / "refs" / song / f"{n}.wav", dtype="float32", always_2d=True)[0].T for n in NAMES}
+            for song in ("one", "two")}
+    estimates = {song: {n: 0.5 * stems[n] + 0.2 * stems[NAMES[(i + 1) % 4]] for i, n in enumerate(NAMES)}
+                 for song, stems in refs.items()}
+    for song, stems in estimates.items():
+        (tmp_path / "est" / song).mkdir(parents=True)
+        for name, audio in stems.items():
+            sf.write(tmp_path / "est" / song / f"{name}.wav", audio.T, 44100, subtype="FLOAT")
+    result = CliRunner().invoke(app, ["evaluate", "--stems-dir", "refs", "--estimates", "est", "--mask", "", "--oracle", "",
+                                      "--cache", "cache", "--json", "r.json", "--markdown", "r.md"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("uSDR (dB)") == 2  # the four-stem and the two-stem tables
+    report = json.loads((tmp_path / "r.json").read_text())
+    by_hand = {song: {n: sdx23_sdr(refs[song][n], estimates[song][n]) for n in NAMES} for song in refs}
+    for song in refs:
+        for name in NAMES:
+            assert report["tracks"]["estimates est"][song][name]["uSDR"] == pytest.approx(by_hand[song][name], abs=1e-4)
+    summary = report["summary_usdr"]["estimates est"]
+    for name in NAMES:
+        assert summary[name] == pytest.approx(np.mean([by_hand[song][name] for song in refs]), abs=1e-4)
+    score = np.mean([np.mean(list(per_stem.values())) for per_stem in by_hand.values()])  # SDX23's: songs' means, averaged
+    assert summary["mean"] == pytest.approx(score, abs=1e-4)
+    assert set(report["summary"]) == set(report["summary_usdr"])  # BSSEval's SDR stays beside it
+
+    def rest(stems):
+        return sum(stems[n] for n in NAMES if n != "vocals")
+
+    pair = {song: {"vocals": sdx23_sdr(refs[song]["vocals"], estimates[song]["vocals"]),
+                   "no_vocals": sdx23_sdr(rest(refs[song]), rest(estimates[song]))} for song in refs}
+    for name in ("vocals", "no_vocals"):
+        assert report["two_stems"]["summary_usdr"]["estimates est"][name] == pytest.approx(
+            np.mean([pair[song][name] for song in refs]), abs=1e-4)
+    markdown = (tmp_path / "r.md").read_text()
+    assert markdown.count("**uSDR (dB), SDX23's SDR of the whole track, mean over 2 tracks of refs") == 2
+    assert markdown.count("**SDR (dB), BSSEval v4") == 2
+    assert f"| estimates est | {summary['drums']:.2f} |" in markdown

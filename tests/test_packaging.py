@@ -1,7 +1,9 @@
 """The wheel: built from the repository, installed into a fresh virtual environment outside it,
-it separates a file with the shipped ONNX model (no torch installed there) and holds the pages' files."""
+it separates a file with the shipped ONNX model (no torch installed there), holds the pages' files,
+and the commands that need the training extras say so in one line."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +40,10 @@ def test_wheel_installs_and_separates_outside_the_repository(tmp_path):
     assert pages.stdout.split() == ["app.css", "mixer.js", "page.js", "style.css", "True"], pages.stderr  # the pages' files
     missing = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True, env=env)
     assert missing.returncode != 0  # the inference install holds no torch
+    for command, args in (("evaluate", ["--stems-dir", tmp_path / "out", "--oracle", "mix"]), ("train", []),
+                          ("dataset build", ["--mix", song, "--vocals", song, "-o", tmp_path / "pair"])):
+        refused = subprocess.run([stems, *command.split(), *map(str, args)], capture_output=True, text=True, env=env,
+                                 cwd=tmp_path)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert re.search(rf"^error: stems {command} needs the training extras \(\w+ is not installed\): "
+                         r"pip install 'stems\[train\]'$", refused.stderr, re.M), refused.stderr

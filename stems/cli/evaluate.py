@@ -13,10 +13,11 @@ from rich.table import Table
 
 from ..errors import StemsError
 from ..masks import GATE_DB, MASK_KINDS
-from .common import app, console, fail as _fail
+from .common import app, console, fail as _fail, needs_extras
 
 
 @app.command(epilog="Example: stems evaluate --musdb ../shared/data/musdb18-7s --split valid --jobs 2 --markdown valid.md --chart valid.png")
+@needs_extras("evaluate", "museval")
 def evaluate(
     musdb_root: Optional[Path] = typer.Option(None, "--musdb", help="MUSDB18 root (train/ and test/ folders of .stem.mp4)."),
     subset: str = typer.Option("train", "--subset", help="MUSDB subset: train or test."),
@@ -33,7 +34,7 @@ def evaluate(
     jobs: int = typer.Option(1, "--jobs", help="Tracks scored in parallel processes."),
     cache_dir: Path = typer.Option(Path(".cache/stems-eval"), "--cache", help="Per-track score cache: an interrupted run resumes."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary and every track's scores as JSON."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the summary table as markdown."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the summary tables (SDR and uSDR) as markdown."),
     chart: Optional[Path] = typer.Option(None, "--chart", help="Write a PNG bar chart of per-stem SDR."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Track name: write <TRACK>.masks.png (mix, predicted and oracle masks)."),
     two_stems: str = typer.Option("vocals", "--two-stems", help="Also score every system as STEM / no_STEM (as stems separate "
@@ -41,7 +42,8 @@ def evaluate(
     runtime: Optional[str] = typer.Option(None, "--runtime", help="What runs a registered model: onnx (default) or torch."),
 ) -> None:
     """Per-stem SDR (BSSEval v4 over 1-s frames; median over frames, then over tracks, as SiSEC
-    2018) of the model, other systems' estimates and oracle baselines, on the same tracks."""
+    2018) and uSDR (one SDR over the whole track; mean over tracks, as SDX23 ranks) of the model,
+    other systems' estimates and oracle baselines, on the same tracks."""
     from rich.progress import MofNCompleteColumn
 
     from ..config import STFTConfig
@@ -83,13 +85,14 @@ def evaluate(
         systems["mixture" if kind == "mix" else f"oracle {kind.upper()}"] = \
             lambda track, refs, kind=kind: oracle_estimates(refs, names, kind, STFTConfig())
     where = f"{'MUSDB18 ' + subset + ('/' + split if split and subset == 'train' else '') if musdb_root else stems_dir}"
-    title = f"SDR (dB), BSSEval v4, median over 1-s frames then over {len(tracks)} tracks of {where}" + (
-        f"; model {Path(separator.card['path']).name}" if mask_kinds else "")
+    scope = f"{len(tracks)} tracks of {where}" + (f"; model {Path(separator.card['path']).name}" if mask_kinds else "")
+    titles = {"SDR": f"SDR (dB), BSSEval v4, median over 1-s frames then over {scope}",
+              "uSDR": f"uSDR (dB), SDX23's SDR of the whole track, mean over {scope}"}
     if plot is not None:
         _plot_track(plot, tracks, separator, mask_kinds[0] if mask_kinds else "soft")
     if not systems:
         return
-    tables = [(names, tracks, systems, cache_keys, title)]
+    tables = [(names, tracks, systems, cache_keys, "")]
     if two_stems:
         pair = (two_stems, f"no_{two_stems}")
         paired = {}
@@ -100,9 +103,9 @@ def evaluate(
                 lambda track, refs, kind=kind: oracle_estimates(refs, pair, kind, STFTConfig())
         keys = {label: f"{cache_keys.get(label, label)}-two-stems-{two_stems}" for label in paired}
         tables.append((pair, two_stem_references(tracks, names, two_stems), paired, keys,
-                       f"{title}; {two_stems} / no_{two_stems} (--two-stems {two_stems})"))
-    summaries = {}
-    for table_names, table_tracks, table_systems, table_keys, table_title in tables:
+                       f"; {two_stems} / no_{two_stems} (--two-stems {two_stems})"))
+    summaries, markdown_text = {}, ""
+    for table_names, table_tracks, table_systems, table_keys, table_note in tables:
         with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as progress:
             task = progress.add_task("score", total=len(table_tracks) * len(table_systems))
@@ -111,32 +114,35 @@ def evaluate(
                                            lambda: progress.advance(task), table_keys)
             except StemsError as error:
                 _fail(str(error))
-        summary = summary_table(results, table_names)
-        table = Table(title=table_title)
-        table.add_column("system")
-        for column in (*table_names, "mean"):
-            table.add_column(column, justify="right")
-        for system, row in summary.items():
-            table.add_row(system, *(f"{row[c]:.2f}" for c in (*table_names, "mean")))
-        Console().print(table)
-        ibm = summary.get("oracle IBM")
-        for system, row in summary.items():
+        summary = {metric: summary_table(results, table_names, metric) for metric in titles}
+        for metric, title in titles.items():
+            _print_summary(summary[metric], table_names, title + table_note)
+            markdown_text += ("\n" if markdown_text else "") + markdown_table(summary[metric], table_names, title + table_note)
+        ibm = summary["SDR"].get("oracle IBM")
+        for system, row in summary["SDR"].items():
             if ibm and not system.startswith(("oracle", "mixture")):
                 Console().print(f"{system}: mean SDR {row['mean']:.2f} dB = {100 * row['mean'] / ibm['mean']:.0f}% of the oracle IBM1 mean")
-        summaries[table_names] = (summary, results, table_title)
-    summary, results, _ = summaries[names]
+        summaries[table_names] = {"summary": summary["SDR"], "summary_usdr": summary["uSDR"], "tracks": results}
     if json_out is not None:
-        document = {"summary": summary, "tracks": results}
+        document = summaries[names]
         if two_stems:
-            document["two_stems"] = {"stem": two_stems, "summary": summaries[pair][0], "tracks": summaries[pair][1]}
+            document["two_stems"] = {"stem": two_stems, **summaries[pair]}
         json_out.write_text(json.dumps(document, indent=1))
     if markdown is not None:
-        text = markdown_table(summary, names, title)
-        if two_stems:
-            text += "\n" + markdown_table(summaries[pair][0], pair, summaries[pair][2])
-        markdown.write_text(text)
+        markdown.write_text(markdown_text)
     if chart is not None:
-        bar_chart(summary, names, chart, title)
+        bar_chart(summaries[names]["summary"], names, chart, titles["SDR"])
+
+
+def _print_summary(summary: dict[str, dict[str, float]], names: tuple[str, ...], title: str) -> None:
+    """One row per system: its score per stem and their mean."""
+    table = Table(title=title)
+    table.add_column("system")
+    for column in (*names, "mean"):
+        table.add_column(column, justify="right")
+    for system, row in summary.items():
+        table.add_row(system, *(f"{row[c]:.2f}" for c in (*names, "mean")))
+    Console().print(table)
 
 
 def _plot_track(name: str, tracks, separator, mask: str) -> None:

@@ -9,12 +9,13 @@ import typer
 from rich.table import Table
 
 from ..errors import StemsError
-from .common import console, fail as _fail
+from .common import console, fail as _fail, needs_extras
 from .train import dataset_app
 
 
 @dataset_app.command("render", epilog="Examples: stems dataset render data/rendered   |   "
                                       "stems dataset render data/try --sources openmsx --limit 2 --soundfonts fluidr3")
+@needs_extras("dataset render", "mido")
 def dataset_render(
     out: Path = typer.Argument(..., help="Folder of <song>/{drums,bass,other}.flac (train.stem_dirs / train.rendered_dirs)."),
     sources: str = typer.Option("freedoom,openmsx", "--sources", help="Comma-separated: freedoom (apt freedoom), "

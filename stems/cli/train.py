@@ -11,10 +11,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from ..errors import StemsError
-from .common import app, console, fail as _fail
+from .common import app, console, fail as _fail, needs_extras
 
 
 @app.command(epilog="Example: stems train configs/default.yaml --set train.steps=500 --out runs/try1   |   stems train --resume runs/try1")
+@needs_extras("train", "torch", "museval", "matplotlib")  # the network, validation SDR, the curves
 def train(
     config: Optional[Path] = typer.Argument(None, help="YAML config (configs/*.yaml); defaults in stems/config.py."),
     overrides: list[str] = typer.Option([], "--set", help="Override any key: --set train.lr=1e-3 --set model.widths=[8,16,32]."),
@@ -57,6 +58,7 @@ app.add_typer(dataset_app, name="dataset")
 
 @dataset_app.command("build", epilog="Examples: stems dataset build --mix song.mp3 --vocals acapella.wav -o data/song   |   "
                                      "stems dataset build --csv songs.csv -o data/")
+@needs_extras("dataset build", "scipy")
 def dataset_build(
     out: Path = typer.Option(..., "-o", "--out", help="Song folder (single pair) or root folder (--csv)."),
     mix: Optional[Path] = typer.Option(None, "--mix", help="The mixture."),
