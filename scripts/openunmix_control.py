@@ -83,7 +83,8 @@ def train(args: argparse.Namespace) -> None:
     songs, rendered, _ = load_training_songs(config, [])
     level = (config.model.sources.index("vocals"), *cfg.vocals_level_db) if cfg.vocals_level_db else None
     sampler = ExcerptSampler(songs, int(EXCERPT_S * RATE), cfg.seed, cfg.remix_probability, cfg.gain_range_db, RATE,
-                             cfg.speed_range, cfg.song_weight_cap_s, rendered, cfg.rendered_share, cfg.fill_missing, level)
+                             cfg.speed_range, cfg.song_weight_cap_s, rendered, cfg.rendered_share, cfg.fill_missing, level,
+                             cfg.balance_rendered)
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.pt"
     if state_path.exists():

@@ -93,6 +93,9 @@ class TrainConfig:
     # every stem they have, however long they are.
     rendered_dirs: tuple[str, ...] = ()
     rendered_share: float = 0.5
+    # Each stem of a rendered song read at the mean energy of the song's stems (their balance as
+    # rendered is far from a real mix's: "other" about 12 dB over the rest, drums 13 dB under).
+    balance_rendered: bool = False
     # A song's excerpt takes each stem the song lacks altogether (rendered songs: vocals) from
     # another song, so that a mix without that stem is never the norm.
     fill_missing: bool = False

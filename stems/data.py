@@ -161,6 +161,17 @@ def stem_folder_sources(root: str | Path, order: tuple[str, ...] = ModelConfig.s
     return (*(s for s in order if s in found), *sorted(found - set(order)))
 
 
+def _equal_energy_gains(song: Song, audible: np.ndarray) -> np.ndarray:
+    """(sources,) gains that give every audible stem of `song` the mean energy of its audible
+    stems over the whole song (1 for a silent stem)."""
+    energies = np.array([float(np.square(np.asarray(song.stems[source], dtype=np.float32), dtype=np.float64).sum())
+                         for source in range(song.stems.shape[0])])
+    gains = np.ones(len(energies), np.float32)
+    if audible.any():
+        gains[audible] = np.sqrt(energies[audible].mean() / energies[audible])
+    return gains
+
+
 class ExcerptSampler:
     """Draws training batches of stems (batch, sources, channels, samples), seeded; the sources
     are the songs' (every song must have as many, in the same order).
@@ -180,14 +191,16 @@ class ExcerptSampler:
     share their speed, so they stay in time. Songs are drawn with weight min(duration, 30 s), so
     a long song counts for more than a 7-second preview but does not drown the others
     (`weight_cap_s` sets the cap); `rendered` songs are drawn as a whole `rendered_share` of the
-    draws of every stem they have.
+    draws of every stem they have, and with `balance_rendered` each of their stems is read with
+    the gain that gives it the mean energy of the song's stems (General MIDI renders hold "other"
+    about 12 dB over the rest, where a real song's stems sit near one level).
     """
 
     def __init__(self, songs: list[Song], excerpt_samples: int, seed: int,
                  remix_probability: float = 0.5, gain_range_db: float = 6.0, sample_rate: int = 44100,
                  speed_range: float = 0.0, weight_cap_s: float = 30.0, rendered: list[Song] = (),
                  rendered_share: float = 0.5, fill_missing: bool = False,
-                 level: tuple[int, float, float] | None = None):
+                 level: tuple[int, float, float] | None = None, balance_rendered: bool = False):
         if not 0.0 <= speed_range < 0.5:
             raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
         if rendered and not 0.0 < rendered_share < 1.0:
@@ -214,6 +227,11 @@ class ExcerptSampler:
         self.weights = weights / weights.sum()
         audible = np.array([[np.abs(np.asarray(song.stems[source])).max() > SILENCE for source in range(self.n_sources)]
                             for song in self.songs])  # (songs, sources)
+        # per song and source, the gain its excerpts are read with
+        self.song_gains = np.ones((len(self.songs), self.n_sources), np.float32)
+        if balance_rendered:
+            for index in range(len(real), len(self.songs)):
+                self.song_gains[index] = _equal_energy_gains(self.songs[index], audible[index])
         self.remix_pools = [self._pool(weights, audible[:, source]) for source in range(self.n_sources)]
         # per song, the stems it lacks that some other song has
         self.missing = [np.flatnonzero(~row & audible.any(axis=0)) if fill_missing else np.array([], int) for row in audible]
@@ -226,13 +244,16 @@ class ExcerptSampler:
         indices = np.flatnonzero(audible) if audible.any() else np.arange(len(audible))
         return indices, weights[indices] / weights[indices].sum()
 
-    def _slice(self, song: Song, source: int | slice) -> np.ndarray:
-        """A random excerpt of one source (channels, excerpt) or all of them (sources, channels,
-        excerpt), at a random speed when speed_range > 0."""
+    def _slice(self, index: int, source: int | slice) -> np.ndarray:
+        """A random excerpt of song `index`'s source (channels, excerpt) or all of its sources
+        (sources, channels, excerpt), at a random speed when speed_range > 0."""
+        song = self.songs[index]
         speed = 1.0 + self.rng.uniform(-self.speed_range, self.speed_range) if self.speed_range else 1.0
         length = int(round(self.excerpt * speed))
         offset = int(self.rng.integers(0, song.samples - length + 1))
+        gains = self.song_gains[index, source]
         audio = np.asarray(song.stems[source, ..., offset: offset + length], dtype=np.float32)
+        audio = audio * (gains[:, None, None] if isinstance(source, slice) else gains)  # a copy: never the song's own samples
         if length == self.excerpt:
             return audio
         played = resample(audio.reshape(-1, length), length, self.excerpt)
@@ -243,14 +264,14 @@ class ExcerptSampler:
         rng = self.rng
         n_sources = self.n_sources
         if rng.random() < self.remix:
-            stems = np.stack([self._slice(self.songs[rng.choice(indices, p=weights)], source)
+            stems = np.stack([self._slice(rng.choice(indices, p=weights), source)
                               for source, (indices, weights) in enumerate(self.remix_pools)])
         else:
             song = rng.choice(len(self.songs), p=self.weights)
-            stems = self._slice(self.songs[song], slice(None))
+            stems = self._slice(song, slice(None))
             for source in self.missing[song]:
                 indices, weights = self.remix_pools[source]
-                stems[source] = self._slice(self.songs[rng.choice(indices, p=weights)], source)
+                stems[source] = self._slice(rng.choice(indices, p=weights), source)
         gains = 10 ** (rng.uniform(-self.gain_range_db, self.gain_range_db, size=(n_sources, 1, 1)) / 20)
         stems = stems * gains.astype(np.float32)
         swap = rng.random(n_sources) < 0.5

@@ -287,7 +287,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     level = (config.model.sources.index("vocals"), *cfg.vocals_level_db) if cfg.vocals_level_db else None
     sampler = ExcerptSampler(train_songs, excerpt, cfg.seed + 1000 * rank, cfg.remix_probability, cfg.gain_range_db,
                               config.stft.sample_rate, cfg.speed_range, cfg.song_weight_cap_s, rendered_songs,
-                              cfg.rendered_share, cfg.fill_missing, level)
+                              cfg.rendered_share, cfg.fill_missing, level, cfg.balance_rendered)
     # An epoch: as many excerpts as fit end to end in the training audio.
     epoch_examples = sum(s.samples for s in sampler.songs) / (cfg.excerpt_frames * config.stft.hop_length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

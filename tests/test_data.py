@@ -148,3 +148,18 @@ def test_the_vocals_level_is_drawn_from_its_range_against_the_rest():
     assert abs(np.mean(levels) + 12.5) < 1.0
     quiet = ExcerptSampler([Song("b", silent_vocals)], 8192, seed=0, remix_probability=0.0, level=(3, -20.0, -5.0))
     assert not quiet.batch(4)[:, 3].any()  # silence is not scaled into noise
+
+
+def test_balance_rendered_reads_every_stem_of_a_rendered_song_at_one_energy():
+    real = [constant_song("real", (0.2, 0.2, 0.2, 0.2))]
+    loud_other = constant_song("rendered", (0.05, 0.1, 0.8, 0.0))
+    for balance in (False, True):
+        sampler = ExcerptSampler(real, 4096, seed=2, remix_probability=0.0, gain_range_db=0.0, rendered=[loud_other],
+                                 rendered_share=0.5, balance_rendered=balance)
+        batch = sampler.batch(40)
+        rendered = batch[~np.isclose(batch[:, 3, 0, 0], 0.2)]
+        assert len(rendered) > 5
+        levels = np.abs(rendered[:, :3, 0, 0])
+        expected = np.sqrt(np.mean(np.square([0.05, 0.1, 0.8]))) if balance else np.array([0.05, 0.1, 0.8])
+        np.testing.assert_allclose(levels, np.broadcast_to(expected, levels.shape), rtol=1e-5)
+        np.testing.assert_allclose(np.abs(batch[np.isclose(batch[:, 3, 0, 0], 0.2)]), 0.2, rtol=1e-6)  # real songs as they are
