@@ -149,7 +149,9 @@ def test_stems_add_up_to_the_whole_render_and_silent_parts_are_dropped(tmp_path)
     whole = whole[:, start: start + mix.shape[1]]
     gain = float((whole * mix).sum() / (mix * mix).sum())
     residual_db = 10 * np.log10(np.square(whole).sum() / np.square(whole - gain * mix).sum())
-    assert residual_db > 40  # the stems add up to the song as fluidsynth plays it whole
+    # the stems add up to the song as fluidsynth plays it whole (49 dB with FluidR3, 38 with the
+    # small TimGM6mb that CI installs; a part lost or doubled leaves under 10)
+    assert residual_db > 35
     for stem, audio in stems.items():
         assert abs(10 * np.log10(np.square(audio, dtype=np.float64).sum() / np.square(mix, dtype=np.float64).sum())
                    - card["level_db"][stem]) < 0.01
