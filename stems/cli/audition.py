@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from ..errors import StemsError
-from .common import Interrupted, app, console, fail as _fail
-from .pages import DEFAULT_PORT, listen, report_error, serve, stopped
+from .common import Interrupted, app, console, fail as _fail, print_error
+from .pages import DEFAULT_PORT, listen, serve, stopped
 
 
 @app.command(epilog="Examples: stems audition \"separated/my song\"   (one track)\n\n"
@@ -57,7 +57,7 @@ def _serve(library, path: Path, host: str, port: int, reference: Path | None, op
         sdr_label = attach_scores(library, reference, path.name) if reference is not None else None
     except StemsError as error:
         _fail(str(error))
-    server = listen(lambda: AuditionServer(library, host, port, sdr_label, report=report_error), host, port)
+    server = listen(lambda: AuditionServer(library, host, port, sdr_label, report=print_error), host, port)
     try:
         serve(server, f"serving {len(tracks)} track{'s' if len(tracks) > 1 else ''} "
                       f"({', '.join(t.name for t in tracks[:3])}{', ...' if len(tracks) > 3 else ''}); Ctrl-C stops",

@@ -16,13 +16,18 @@ from ..errors import Interrupted, MissingExtra
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Split music into drums, bass, other and vocals.")
 console = Console(stderr=True, soft_wrap=True)
-__all__ = ["Interrupted", "app", "console", "fail", "needs_extras"]
+__all__ = ["Interrupted", "app", "console", "fail", "needs_extras", "print_error"]
+
+
+def print_error(message: str) -> None:
+    """Print one error line on stderr. The message is plain text: brackets in it (pip's
+    'stems[train]', a file name) are printed, not read as rich markup."""
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print one error line and exit with `code` (no traceback). The message is plain text: brackets
-    in it (pip's 'stems[train]', a file name) are printed, not read as rich markup."""
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print one error line and exit with `code` (no traceback)."""
+    print_error(message)
     raise typer.Exit(code)
 
 

@@ -17,10 +17,6 @@ DEFAULT_PORT = 8765
 Server = TypeVar("Server")
 
 
-def report_error(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-
-
 def listen(make_server: Callable[[], Server], host: str, port: int) -> Server:
     """`make_server()`, or one error line and exit 1 when it cannot listen (a busy port says so)."""
     try:

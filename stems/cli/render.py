@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import StemsError
-from .common import console, fail as _fail, needs_extras
+from .common import console, fail as _fail, needs_extras, print_error
 from .train import dataset_app
 
 
@@ -55,7 +55,7 @@ def dataset_render(
     console.print(table)
     failed = [r for r in results if r.status == "failed"]
     for result in failed:
-        console.print(f"[red]error:[/red] {result.name}: {result.error}", highlight=False)
+        print_error(f"{result.name}: {result.error}")
     if failed:
         console.print(f"{len(failed)} of {len(results)} songs failed; the others are written")
         raise typer.Exit(1)

@@ -20,7 +20,7 @@ from ..presets import PRESETS, Preset, stem_list
 from ..registry import RUNTIMES
 from ..stemmp4 import STEM_MP4
 from ..writers import BUNDLE_TEMPLATE, DEFAULT_TEMPLATE, FORMATS, PER_STEM_FORMATS, count_words
-from .common import app, console, fail as _fail
+from .common import app, console, fail as _fail, print_error
 
 
 DEVICES = ("cpu", "cuda")
@@ -104,7 +104,7 @@ def separate(
     batch = Batch(inputs, shard_spec)
     if not batch.files:
         for path, why in batch.problems:
-            console.print(f"[red]error:[/red] {path}: {why}", highlight=False)
+            print_error(f"{path}: {why}")
         _fail("no audio files to separate")
     if shard_spec is not None:
         console.print(f"shard {shard_spec[0]}/{shard_spec[1]}: {len(batch.tracks)} of the inputs", highlight=False)
@@ -128,7 +128,7 @@ def separate(
     _summary(results)
     failures = [r.error for r in results if not r.ok] + [f"{p}: {why}" for p, why in batch.problems]
     for line in failures:
-        console.print(f"[red]error:[/red] {line}", highlight=False, soft_wrap=True)
+        print_error(line)
     if failures:
         console.print(f"{len(failures)} of {len(results) + len(batch.problems)} inputs failed")
         raise typer.Exit(1)

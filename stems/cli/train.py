@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from ..errors import StemsError
-from .common import app, console, fail as _fail, needs_extras
+from .common import app, console, fail as _fail, needs_extras, print_error
 
 
 @app.command(epilog="Example: stems train configs/default.yaml --set train.steps=500 --out runs/try1   |   stems train --resume runs/try1")
@@ -121,7 +121,7 @@ def dataset_build(
                       ", ".join(report.derived) or "-")
     Console().print(table)
     for song, message in errors:
-        console.print(f"[red]error:[/red] {song}: {message}", highlight=False)
+        print_error(f"{song}: {message}")
     if errors:
         console.print(f"{len(errors)} of {len(errors) + len(reports)} songs rejected")
         raise typer.Exit(1)

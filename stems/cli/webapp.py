@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from ..errors import StemsError
-from .common import Interrupted, app, console, fail as _fail
-from .pages import DEFAULT_PORT, listen, report_error, serve, stopped
+from .common import Interrupted, app, console, fail as _fail, print_error
+from .pages import DEFAULT_PORT, listen, serve, stopped
 
 OFFERED_MODELS = ("default", "quality")  # of the registry's; lowlatency is for streaming
 
@@ -46,7 +46,7 @@ def app_page(
         console.print(f"[yellow]warning:[/yellow] {problem}: not listed", highlight=False)
     server = None
     try:  # from here on, a running job and the scratch files must be cleaned up however we leave
-        server = listen(lambda: AppServer(library, models, host, port, max_upload_mb << 20, report_error), host, port)
+        server = listen(lambda: AppServer(library, models, host, port, max_upload_mb << 20, print_error), host, port)
         count = len(library.tracks)
         serve(server, f"library {out}: {count} track{'' if count == 1 else 's'}; Ctrl-C stops", not no_open,
               "upload files, download and delete tracks")
