@@ -36,9 +36,8 @@ import torch
 
 from stems.atomic import atomic_path
 from stems.config import load_config
-from stems.data import ExcerptSampler
 from stems.evaluate import reference_tracks
-from stems.train import load_training_songs
+from stems.train import excerpt_sampler, load_training_songs
 
 sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
 from openunmix.filtering import wiener  # noqa: E402
@@ -81,10 +80,7 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(cfg.seed)
     songs, rendered, _ = load_training_songs(config, [])
-    level = (config.model.sources.index("vocals"), *cfg.vocals_level_db) if cfg.vocals_level_db else None
-    sampler = ExcerptSampler(songs, int(EXCERPT_S * RATE), cfg.seed, cfg.remix_probability, cfg.gain_range_db, RATE,
-                             cfg.speed_range, cfg.song_weight_cap_s, rendered, cfg.rendered_share, cfg.fill_missing, level,
-                             cfg.balance_rendered)
+    sampler = excerpt_sampler(config, songs, rendered, int(EXCERPT_S * RATE), cfg.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.pt"
     if state_path.exists():

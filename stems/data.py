@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SILENCE = 1e-4  # peak amplitude below which a stem counts as absent
 MUSDB_SOURCES = ("drums", "bass", "other", "vocals")  # what a MUSDB18 track holds besides its mixture
-MIXTURE_NAMES = ("mixture", "mix")
-MUSDB_LICENCE = "MUSDB18: research and non-commercial use only"  # files in a song folder that are not stems (`stems dataset build` writes mixture.wav)
+MIXTURE_NAMES = ("mixture", "mix")  # files in a song folder that are not stems (`stems dataset build` writes mixture.wav)
+MUSDB_LICENCE = "MUSDB18: research and non-commercial use only"
 
 
 @dataclass

@@ -25,7 +25,6 @@ class Preset:
         return f"{self.what} ({flags})"
 
 
-
 PRESETS = {
     "karaoke": Preset("the instrumental only, mp3 320 kb/s", stems="no_vocals", fmt="mp3"),
     "acapella": Preset("the vocals only, wav", stems="vocals", fmt="wav"),

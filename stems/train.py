@@ -69,19 +69,12 @@ def stft_tensor(samples: np.ndarray | torch.Tensor, config: Config, whole: bool 
     return torch.from_numpy(spectral.stft(array, config.stft) if whole else spectral.stft_frames(array, config.stft))
 
 
-def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Whole-signal SDR in dB (the quick validation score; `stems evaluate` reports BSSEval v4)."""
-    num = float((reference.astype(np.float64) ** 2).sum()) + 1e-9
-    den = float(((reference - estimate).astype(np.float64) ** 2).sum()) + 1e-9
-    return 10 * math.log10(num / den)
-
-
 def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
     """Median over songs of each stem's SDR, for soft and binary masks (`train.validation` says
-    which SDR: BSSEval v4's median over 1-s frames, or the quick whole-signal one), and of the
+    which SDR: BSSEval v4's median over 1-s frames, or the quick whole-signal one, uSDR), and of the
     two-stem split's (vocals / no_vocals, as `--two-stems vocals` writes it) under "two_stems".
     The songs' stems are in `config.model.sources` order."""
-    from .evaluate import score_track
+    from .evaluate import score_track, usdr
 
     model.eval()
     separator = Separator(TorchEngine(model, config.stft, device=str(_device_of(model))))
@@ -108,7 +101,7 @@ def validate(model: MaskNet, config: Config, songs: list[Song]) -> dict:
                         scores[s].append(values[s]["SDR"])
                 else:
                     for s in chosen:
-                        scores[s].append(sdr(references[s], estimates[s]))
+                        scores[s].append(usdr(references[s], estimates[s]))
         per_stem = {s: float(np.nanmedian(scores[s])) for s in sources if scores[s]}
         result[mask] = per_stem | {"mean": float(np.mean(list(per_stem.values())))}
         if pair and all(scores[s] for s in pair):
@@ -225,6 +218,23 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
     return train_songs, rendered, valid_songs
 
 
+def excerpt_sampler(config: Config, songs: list[Song], rendered: list[Song], excerpt_samples: int,
+                    seed: int) -> ExcerptSampler:
+    """The excerpt draws `config.train` describes (remixing, gains, speed, rendered share and
+    balance, missing stems, vocal levels), over `songs` and `rendered` songs.
+
+    Raises:
+        StemsError: train.vocals_level_db without a vocals stem.
+    """
+    cfg = config.train
+    if cfg.vocals_level_db and "vocals" not in config.model.sources:
+        raise StemsError("train.vocals_level_db needs a vocals stem in model.sources")
+    level = (config.model.sources.index("vocals"), *cfg.vocals_level_db) if cfg.vocals_level_db else None
+    return ExcerptSampler(songs, excerpt_samples, seed, cfg.remix_probability, cfg.gain_range_db, config.stft.sample_rate,
+                          cfg.speed_range, cfg.song_weight_cap_s, rendered, cfg.rendered_share, cfg.fill_missing, level,
+                          cfg.balance_rendered)
+
+
 def _init_distributed(device: str) -> tuple[int, int]:
     """(rank, world size); joins the process group that torchrun describes in the environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -282,12 +292,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         raise StemsError(f"unknown train.validation '{config.train.validation}' (choose from bsseval, quick)")
     model = MaskNet(config.model, config.stft.n_bins).to(device)
     excerpt = (cfg.excerpt_frames + 2 * model.context - 1) * config.stft.hop_length + config.stft.n_fft
-    if cfg.vocals_level_db and "vocals" not in config.model.sources:
-        raise StemsError("train.vocals_level_db needs a vocals stem in model.sources")
-    level = (config.model.sources.index("vocals"), *cfg.vocals_level_db) if cfg.vocals_level_db else None
-    sampler = ExcerptSampler(train_songs, excerpt, cfg.seed + 1000 * rank, cfg.remix_probability, cfg.gain_range_db,
-                              config.stft.sample_rate, cfg.speed_range, cfg.song_weight_cap_s, rendered_songs,
-                              cfg.rendered_share, cfg.fill_missing, level, cfg.balance_rendered)
+    sampler = excerpt_sampler(config, train_songs, rendered_songs, excerpt, cfg.seed + 1000 * rank)
     # An epoch: as many excerpts as fit end to end in the training audio.
     epoch_examples = sum(s.samples for s in sampler.songs) / (cfg.excerpt_frames * config.stft.hop_length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -46,9 +46,9 @@ def _reason(channel: int, stem: str, programs: tuple[int, ...]) -> str:
     return f"{names} ({'a bass: 32-39' if stem == 'bass' else 'not a bass'})"
 
 
-def _note_stems(midi: mido.MidiFile) -> dict[tuple[int, int, int], str]:
-    """The stem of every note-on, keyed by (track, index in track, channel), from the program in
-    force on its channel when it starts (program changes from every track, in time order)."""
+def _note_stems(midi: mido.MidiFile) -> dict[tuple[int, int, int], tuple[str, int]]:
+    """The (stem, program) of every note-on, keyed by (track, index in track, channel), from the
+    program in force on its channel when it starts (program changes from every track, in time order)."""
     events = []
     for track_index, track in enumerate(midi.tracks):
         tick = 0
@@ -58,13 +58,14 @@ def _note_stems(midi: mido.MidiFile) -> dict[tuple[int, int, int], str]:
                 # at one tick a program change comes before the notes it applies to
                 events.append((tick, message.type != "program_change", track_index, index, message))
     programs = [0] * 16
-    stems = {}
+    notes = {}
     for _, _, track_index, index, message in sorted(events, key=lambda e: e[:4]):
         if message.type == "program_change":
             programs[message.channel] = message.program
         elif message.velocity > 0:
-            stems[track_index, index, message.channel] = stem_of(message.channel, programs[message.channel])
-    return stems
+            program = programs[message.channel]
+            notes[track_index, index, message.channel] = stem_of(message.channel, program), program
+    return notes
 
 
 def _part_file(midi: mido.MidiFile, keep) -> bytes:
@@ -102,19 +103,16 @@ def split_parts(data: bytes) -> list[Part]:
     for track_index, track in enumerate(midi.tracks):
         for index, message in enumerate(track):
             if message.type == "note_on" and message.velocity > 0:
-                stem = note_stems[track_index, index, message.channel]
+                stem = note_stems[track_index, index, message.channel][0]
                 sounding[message.channel, message.note] = stem
                 owner[track_index, index, message.channel] = stem
             elif message.type in ("note_on", "note_off"):
                 owner[track_index, index, message.channel] = sounding.get((message.channel, message.note), "")
     counts: dict[tuple[int, str], int] = {}
-    for (_, _, channel), stem in note_stems.items():
+    programs: dict[tuple[int, str], set[int]] = {}  # the programs each part's notes are played with
+    for (_, _, channel), (stem, program) in note_stems.items():
         counts[channel, stem] = counts.get((channel, stem), 0) + 1
-    programs: dict[tuple[int, str], set[int]] = {}
-    for track in midi.tracks:  # the programs each part uses, for the record
-        for message in track:
-            if message.type == "program_change":
-                programs.setdefault((message.channel, stem_of(message.channel, message.program)), set()).add(message.program)
+        programs.setdefault((channel, stem), set()).add(program)
     parts = []
     for channel, stem in sorted(counts, key=lambda key: (key[0], STEM_OF_PART.index(key[1]))):
         def keep(track_index, index, message, channel=channel, stem=stem):
@@ -125,6 +123,6 @@ def split_parts(data: bytes) -> list[Part]:
             if message.type in ("note_on", "note_off"):
                 return owner.get((track_index, index, channel)) == stem
             return True
-        used = tuple(sorted(programs.get((channel, stem), set()))) or (0,)
+        used = tuple(sorted(programs[channel, stem]))
         parts.append(Part(channel, stem, used, counts[channel, stem], _reason(channel, stem, used), _part_file(midi, keep)))
     return parts

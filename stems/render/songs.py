@@ -23,12 +23,12 @@ import numpy as np
 import soundfile as sf
 
 from ..atomic import atomic_path
+from ..data import SILENCE
 from ..errors import StemsError
 from .fluidsynth import RATE, check_fluidsynth, render
 from .midi import STEM_OF_PART, split_parts
 from .sources import SOURCES, Soundfont, Source, check_installed, installed_soundfonts
 
-SILENCE = 1e-4  # peak below which a rendered part or stem counts as silent (data.SILENCE)
 PEAK = 0.9
 PARTIAL = ".partial"
 
@@ -98,8 +98,6 @@ def render_song(out: Path, source: Source, name: str, midi: bytes, origin: str, 
                       for part, keep in zip(parts, audible)],
         }
         (partial / "song.json").write_text(json.dumps(card, indent=1) + "\n")
-        for part_file in partial.glob("part*"):
-            part_file.unlink()
         os.replace(partial, folder)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
