@@ -130,6 +130,18 @@ def test_the_cli_refuses_an_unknown_source_in_one_line(tmp_path):
     assert "Traceback" not in done.stdout + done.stderr and not (tmp_path / "out").exists()
 
 
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_1(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stems.cli import app
+
+    monkeypatch.setattr(rendering, "plan", lambda *args: [])  # no package needed: the folder fails first
+    (tmp_path / "taken").write_text("a file, not a folder")
+    result = CliRunner().invoke(app, ["dataset", "render", str(tmp_path / "taken")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / 'taken'}: File exists; the songs written before are kept" in result.output
+
+
 @needs_fluidsynth
 def test_stems_add_up_to_the_whole_render_and_silent_parts_are_dropped(tmp_path):
     font = Soundfont("test", SOUNDFONT_FILES[0], "fluid-soundfont-gm", "MIT")

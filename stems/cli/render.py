@@ -42,7 +42,10 @@ def dataset_render(
         colour = {"written": "green", "skipped": "dim", "failed": "red"}[result.status]
         console.print(f"[{colour}]{result.status}[/{colour}] {result.name}: {detail}", highlight=False)
 
-    results = render_all(out, jobs, report)
+    try:
+        results = render_all(out, jobs, report)
+    except OSError as error:  # the output folder cannot be made, the disk is full: no partial song is left
+        _fail(f"{error.filename or out}: {error.strerror or error}; the songs written before are kept, a rerun resumes")
     table = Table(title=f"stems dataset render -> {out}")
     for column in ("source", "songs", "minutes", "drums dB", "bass dB", "other dB", "failed"):
         table.add_column(column, justify="left" if column == "source" else "right")
