@@ -102,6 +102,9 @@ class TrainConfig:
     # (low, high): the vocals' energy over each excerpt is set to a uniform draw in [low, high] dB
     # from the rest of the mix (scripts/vocal_levels.py measures real songs); empty: off.
     vocals_level_db: tuple[float, ...] = ()
+    # The share of examples whose vocals level is drawn from vocals_level_db; the others keep the
+    # level their songs give them.
+    vocals_level_share: float = 1.0
     validate_every: int = 250
     save_every: int = 50
     threads: int = 1
@@ -126,6 +129,8 @@ class TrainConfig:
             raise ConfigError(f"train.rendered_share must be in (0, 1), got {self.rendered_share}")
         if self.vocals_level_db and (len(self.vocals_level_db) != 2 or self.vocals_level_db[0] > self.vocals_level_db[1]):
             raise ConfigError(f"train.vocals_level_db must be [low, high] with low <= high, or [], got {list(self.vocals_level_db)}")
+        if not 0.0 < self.vocals_level_share <= 1.0:
+            raise ConfigError(f"train.vocals_level_share must be in (0, 1], got {self.vocals_level_share}")
         if self.workers < 0:
             raise ConfigError(f"train.workers must be 0 or more, got {self.workers}")
         if not 0.0 <= self.ema_decay < 1.0:

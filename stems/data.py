@@ -183,9 +183,10 @@ class ExcerptSampler:
     song lacks altogether is drawn from another song, so that no mix lacks a stem only because its
     song never had it (rendered songs have no vocals, two CC0 songs no bass). Every stem gets a
     random gain within ±gain_range_db and a random channel swap; with `level` = (source, low,
-    high) that source is then scaled so that its energy over the excerpt sits uniformly between
-    `low` and `high` dB from the rest of the mix (where it sounds at all): vocals 20 dB under a
-    synth mix occur as often as vocals level with a guitar band. With `speed_range` r > 0 every
+    high, share), in a `share` of the examples that source is then scaled so that its energy over
+    the excerpt sits uniformly between `low` and `high` dB from the rest of the mix (where it
+    sounds at all): vocals 20 dB under a synth mix occur as often as vocals level with a guitar
+    band. With `speed_range` r > 0 every
     stem is also played at a random speed within 1 ± r (an excerpt of speed·N samples resampled
     to N: pitch and tempo change together, ±1.7 semitones for r = 0.1); the stems of one song
     share their speed, so they stay in time. Songs are drawn with weight min(duration, 30 s), so
@@ -200,7 +201,7 @@ class ExcerptSampler:
                  remix_probability: float = 0.5, gain_range_db: float = 6.0, sample_rate: int = 44100,
                  speed_range: float = 0.0, weight_cap_s: float = 30.0, rendered: list[Song] = (),
                  rendered_share: float = 0.5, fill_missing: bool = False,
-                 level: tuple[int, float, float] | None = None, balance_rendered: bool = False):
+                 level: tuple[int, float, float, float] | None = None, balance_rendered: bool = False):
         if not 0.0 <= speed_range < 0.5:
             raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
         if rendered and not 0.0 < rendered_share < 1.0:
@@ -277,7 +278,9 @@ class ExcerptSampler:
         swap = rng.random(n_sources) < 0.5
         stems[swap] = stems[swap, ::-1]
         if self.level is not None:
-            self._set_level(stems, *self.level)
+            source, low, high, share = self.level
+            if share >= 1.0 or rng.random() < share:  # no draw at share 1: the stream stays as before
+                self._set_level(stems, source, low, high)
         return stems
 
     def _set_level(self, stems: np.ndarray, source: int, low: float, high: float) -> None:

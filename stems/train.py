@@ -229,7 +229,8 @@ def excerpt_sampler(config: Config, songs: list[Song], rendered: list[Song], exc
     cfg = config.train
     if cfg.vocals_level_db and "vocals" not in config.model.sources:
         raise StemsError("train.vocals_level_db needs a vocals stem in model.sources")
-    level = (config.model.sources.index("vocals"), *cfg.vocals_level_db) if cfg.vocals_level_db else None
+    level = ((config.model.sources.index("vocals"), *cfg.vocals_level_db, cfg.vocals_level_share)
+             if cfg.vocals_level_db else None)
     return ExcerptSampler(songs, excerpt_samples, seed, cfg.remix_probability, cfg.gain_range_db, config.stft.sample_rate,
                           cfg.speed_range, cfg.song_weight_cap_s, rendered, cfg.rendered_share, cfg.fill_missing, level,
                           cfg.balance_rendered)

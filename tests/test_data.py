@@ -139,15 +139,29 @@ def test_the_vocals_level_is_drawn_from_its_range_against_the_rest():
     silent_vocals = noise.copy()
     silent_vocals[3] = 0
     sampler = ExcerptSampler([Song("a", noise)], 8192, seed=0, remix_probability=0.0, gain_range_db=6.0,
-                             level=(3, -20.0, -5.0))
+                             level=(3, -20.0, -5.0, 1.0))
     levels = []
     for example in sampler.batch(200):
         rest = example[:3].sum(axis=0)
         levels.append(10 * np.log10(np.square(example[3], dtype=np.float64).sum() / np.square(rest, dtype=np.float64).sum()))
     assert -20.01 < min(levels) < -19 and -6 < max(levels) < -4.99  # uniform over the whole range
     assert abs(np.mean(levels) + 12.5) < 1.0
-    quiet = ExcerptSampler([Song("b", silent_vocals)], 8192, seed=0, remix_probability=0.0, level=(3, -20.0, -5.0))
+    quiet = ExcerptSampler([Song("b", silent_vocals)], 8192, seed=0, remix_probability=0.0, level=(3, -20.0, -5.0, 1.0))
     assert not quiet.batch(4)[:, 3].any()  # silence is not scaled into noise
+
+
+def test_the_vocals_level_is_drawn_in_its_share_of_the_examples_only():
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((4, 2, 3 * RATE)).astype(np.float32) * np.array([0.2, 0.2, 0.2, 0.35])[:, None, None]
+    sampler = ExcerptSampler([Song("a", noise)], 8192, seed=0, remix_probability=0.0, gain_range_db=0.0,
+                             level=(3, -20.0, -15.0, 0.3))
+    levels = np.array([10 * np.log10(np.square(example[3], dtype=np.float64).sum()
+                                     / np.square(example[:3].sum(axis=0), dtype=np.float64).sum())
+                       for example in sampler.batch(300)])
+    drawn = levels < -14.99
+    assert abs(drawn.mean() - 0.3) < 0.07
+    assert levels[drawn].min() > -20.01
+    np.testing.assert_allclose(levels[~drawn], 10 * np.log10(0.35 ** 2 / (3 * 0.2 ** 2)), atol=0.3)  # as the song has it
 
 
 def test_balance_rendered_reads_every_stem_of_a_rendered_song_at_one_energy():
