@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 import stems.app.jobs as jobs_module
 from stems.app.server import AppServer
-from stems.app.uploads import safe_name
+from stems.app.uploads import LOCK, Uploads, safe_name
 from stems.audition.library import Library
 from stems.cli import app
 
@@ -87,7 +87,12 @@ def wait_ended(server, *ids) -> dict[int, dict]:
 
 
 def files_in(folder) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """Every file under `folder` but the running apps' upload locks."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != LOCK)
+
+
+def pending_uploads(server) -> list[str]:
+    return sorted(p.name for p in server.uploads.folder.iterdir() if p.name != LOCK)
 
 
 Gate = namedtuple("Gate", "started go")
@@ -159,7 +164,7 @@ def test_cancel_a_queued_job(server, lib, gate):
     assert gate.started.wait(30) and jobs(server)[queued["id"]]["state"] == "queued"
     request(server, f"/api/jobs/{queued['id']}/cancel", "POST", {"X-Stems-Token": server.token})
     assert jobs(server)[queued["id"]]["state"] == "cancelled"
-    assert len(list((lib / ".uploads").iterdir())) == 1  # its upload is gone at once
+    assert len(pending_uploads(server)) == 1  # its upload is gone at once
     gate.go.set()
     assert wait_ended(server, first["id"])[first["id"]]["state"] == "done"
     assert request(server, "/api/jobs/99/cancel", "POST", {"X-Stems-Token": server.token})[0] == 404
@@ -291,7 +296,24 @@ def test_sent_names_never_make_paths(server, tmp_path, lib, sent, kept):
     assert wait_ended(server, job["id"])[job["id"]]["state"] == "done"
     assert files_in(lib) == [f"{kept}/{stem}.wav" for stem in sorted(STEMS)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lib"]  # nothing beside the library
-    assert [p.name for p in (lib / ".uploads").iterdir()] == []
+    assert pending_uploads(server) == []
+
+
+def test_uploads_an_app_left_behind_are_removed_by_the_next_launch_not_a_running_ones(tmp_path):
+    root = tmp_path / "lib" / ".uploads"
+    killed = root / "0123abcd"  # a launch killed mid-upload: its lock died with it
+    killed.mkdir(parents=True)
+    (killed / LOCK).touch()
+    (killed / "3f2a.wav.part").write_bytes(b"half a song")
+    running = Uploads(root, 1 << 20)
+    (running.folder / "queued.wav").write_bytes(b"a song waiting its turn")
+    assert not killed.exists()
+    second = Uploads(root, 1 << 20)  # a second app on the same library keeps the first's uploads
+    assert (running.folder / "queued.wav").is_file() and second.folder != running.folder
+    second.close()
+    assert not second.folder.exists() and root.is_dir()
+    running.close()
+    assert not root.exists()
 
 
 @pytest.fixture

@@ -2,17 +2,29 @@
 name in a header; the body is streamed to disk under the library, with a size cap and a
 free-space check first. The name a browser sends is shown and names the track, but never makes a
 path: the file is stored under a random name.
+
+Each launch keeps its uploads in its own folder, `.uploads/<random>/`, and holds an exclusive lock
+on the folder's `.lock` file while it runs; the lock dies with the process however it ends. A
+launch removes every other launch folder whose lock it can take: what an app killed before it
+could clean up (SIGKILL, a power cut) is removed by the next app on the same library, while a
+second app running on it keeps its own.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import unicodedata
 import uuid
 from http import HTTPStatus
 from pathlib import Path
 from typing import BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so no launch folder counts as abandoned
+    fcntl = None
 
 from ..atomic import atomic_path
 from ..audio import AUDIO_EXTENSIONS
@@ -54,9 +66,15 @@ def _suffix(name: str) -> str:
 class Uploads:
     """Where uploads go: `folder` (created), at most `max_bytes` each."""
 
-    def __init__(self, folder: Path, max_bytes: int):
-        self.folder, self.max_bytes = folder, max_bytes
-        folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: Path, max_bytes: int):
+        self.root, self.max_bytes = root, max_bytes
+        root.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        locking = root / f".{name}"  # locked before it takes a name another launch looks at
+        locking.mkdir()
+        self._lock = _hold_lock(locking / LOCK)
+        self.folder = locking.rename(root / name)
+        remove_abandoned(root)
 
     def check(self, length: int) -> None:
         """Refuse, before reading a byte, a body over the cap or one the disk cannot hold."""
@@ -92,8 +110,45 @@ class Uploads:
         return final
 
     def close(self) -> None:
-        """Remove the folder if nothing is left in it (another app on the library may be using it)."""
+        """Remove this launch's folder, then the uploads folder if no other launch is using it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
         try:
-            self.folder.rmdir()
+            self.root.rmdir()
         except OSError:
             pass
+
+
+LOCK = ".lock"
+
+
+def _hold_lock(path: Path) -> int | None:
+    """An open descriptor holding an exclusive lock on `path` (None where locks are not had)."""
+    if fcntl is None:
+        return None
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return descriptor
+
+
+def remove_abandoned(root: Path) -> list[Path]:
+    """Remove the launch folders under `root` whose lock no running app holds; returns them."""
+    if fcntl is None:
+        return []
+    removed = []
+    for folder in root.iterdir():
+        lock = folder / LOCK
+        if folder.name.startswith(".") or not folder.is_dir() or folder.is_symlink() or not lock.is_file():
+            continue
+        descriptor = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a running app's
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(descriptor)
+    return removed
