@@ -211,6 +211,13 @@ def test_info(tiny_checkpoint):
     assert run("info", "/nonexistent.pt").exit_code == 1
 
 
+def test_info_lists_each_training_source_with_its_licence():
+    result = run("info", "lowlatency")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "eir-cc0/train: CC0-1.0" in text and "MUSDB18: research and non-commercial use only" in text
+
+
 def test_shipped_models_by_registry_name(tmp_path, song_wav):
     out = tmp_path / "out"
     result = run("separate", song_wav, "-o", out, "--model", "lowlatency", "--stems", "vocals")

@@ -44,7 +44,7 @@ def info(
         "context": f"{window} frames = {((window - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
         "latency": f"{latency_samples(engine, stft) * ms:.0f} ms algorithmic ({engine.lookahead} look-ahead frames + STFT window)",
         "default mask": card.get("default_mask", "soft"),
-        "training data": ", ".join(dict.fromkeys(d for t in trainings for d in t.get("data", []))) or "-",
+        "training data": "; ".join(dict.fromkeys(_with_licence(d, t) for t in trainings for d in t.get("data", []))) or "-",
         "training steps": " + ".join(str(t.get("step", "-")) for t in trainings),
         "sha256": card["sha256"],
     }
@@ -56,3 +56,11 @@ def info(
     if "musdb_valid_bsseval_v4_sdr" not in metrics and metrics:
         table.add_row("metrics", json.dumps(metrics)[:600])
     Console().print(table)
+
+
+def _with_licence(source: str, training: dict) -> str:
+    """A training source ("folder" or "folder (musdb train split)") with its licence appended, or
+    alone where the card names none."""
+    licences = training.get("licences", {})
+    licence = next((licences[folder] for folder in licences if source == folder or source.startswith(folder + " (")), None)
+    return f"{source}: {licence}" if licence else source
