@@ -27,8 +27,9 @@ apt_install() {  # the Debian packages named that are not installed yet
 }
 # the render tests (tests/test_render.py) play a MIDI file the test writes through fluidsynth
 [[ "${1:-}" == *test* ]] && apt_install fluidsynth timgm6mb-soundfont
-# what `stems dataset render` renders: MIDI songs and the soundfonts to play them
-[[ "${1:-}" == *data* ]] && apt_install fluidsynth freedoom openttd-openmsx fluid-soundfont-gm musescore-general-soundfont
+# what `stems dataset render` renders: MIDI songs and the soundfonts to play them, LMMS and its demo projects
+[[ "${1:-}" == *data* ]] && apt_install fluidsynth freedoom openttd-openmsx fluid-soundfont-gm musescore-general-soundfont \
+    lmms lmms-common zynaddsubfx-data
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras="train"

@@ -14,20 +14,23 @@ from .train import dataset_app
 
 
 @dataset_app.command("render", epilog="Examples: stems dataset render data/rendered   |   "
-                                      "stems dataset render data/try --sources openmsx --limit 2 --soundfonts fluidr3")
+                                      "stems dataset render data/try --sources openmsx --limit 2 --soundfonts fluidr3   |   "
+                                      "stems dataset render data/rendered-lmms --sources lmms")
 @needs_extras("dataset render", "mido")
 def dataset_render(
     out: Path = typer.Argument(..., help="Folder of <song>/{drums,bass,other}.flac (train.stem_dirs / train.rendered_dirs)."),
     sources: str = typer.Option("freedoom,openmsx", "--sources", help="Comma-separated: freedoom (apt freedoom), "
-                                "openmsx (apt openttd-openmsx)."),
+                                "openmsx (apt openttd-openmsx), lmms (apt lmms lmms-common zynaddsubfx-data: "
+                                "LMMS's demo projects, rendered track by track by lmms, once)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N songs per source (drawn with --seed)."),
     seed: int = typer.Option(0, "--seed", help="Which songs --limit draws."),
     soundfonts: Optional[str] = typer.Option(None, "--soundfonts", help="Comma-separated: fluidr3, musescore "
                                              "(default: every one installed; each song is rendered with each)."),
 ) -> None:
     """Render MIDI songs part by part with fluidsynth into drums, bass and other stems (labelled by
-    General MIDI channel and program), one song per source file and soundfont; the stems add up
-    to the mix. Resumable: a song folder that exists is complete and skipped. Nothing is
+    General MIDI channel and program), one song per source file and soundfont, and LMMS projects
+    track by track with lmms (labelled by sample, name, plugin or a reviewed table); the stems add
+    up to the mix. Resumable: a song folder that exists is complete and skipped. Nothing is
     downloaded: `scripts/setup.sh data` installs the packages."""
     from ..render.songs import plan, render_all
 

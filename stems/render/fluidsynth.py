@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from ..errors import StemsError
-
-RATE = 44100
+from .command import RATE, render_with
 APT = "apt-get install -y --no-install-recommends fluidsynth"
 
 
@@ -34,14 +31,4 @@ def render(midi: bytes, soundfont: Path, work: Path, gain: float = 0.5) -> np.nd
     midi_path.write_bytes(midi)
     command = ["fluidsynth", "-ni", "-q", "-R", "1", "-C", "1", "-g", str(gain), "-r", str(RATE), "-O", "float",
                "-T", "wav", "-o", "synth.dynamic-sample-loading=1", "-F", str(wav_path), str(soundfont), str(midi_path)]
-    try:
-        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=900)
-        if result.returncode != 0 or not wav_path.exists():
-            raise StemsError(f"fluidsynth failed on {midi_path.name}: {(result.stderr or result.stdout).strip()[-300:]}")
-        audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
-    finally:
-        midi_path.unlink(missing_ok=True)
-        wav_path.unlink(missing_ok=True)
-    if rate != RATE:
-        raise StemsError(f"fluidsynth wrote {rate} Hz, expected {RATE}")
-    return audio.T
+    return render_with(command, midi_path, wav_path, timeout=900)

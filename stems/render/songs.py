@@ -1,12 +1,14 @@
 """A source's songs rendered into `<out>/<song>/{drums,bass,other}.flac` folders the trainer reads.
 
-Each song is split into parts (midi.py), each part rendered alone (fluidsynth.py), parts that stay
-silent dropped, and the parts of a stem summed, so the stems add up to the mix exactly: the mix is
-always their sum, never a separate render. All stems of a song share one gain (the loudest of the
-mix and the stems peaks at PEAK), and the silence that all of them share at either end is cut. A
-song is built under `<out>/.partial/` and renamed into place with its `song.json` (where it came
-from, its licence, every part's label and why, the soundfont, each stem's level), so a song folder
-that exists is complete: a rerun skips it. `<out>/songs.json` lists every song folder's card.
+Each song is split into parts (midi.py for MIDI files, mmp.py for LMMS projects), each part
+rendered alone (fluidsynth.py, lmms.py), parts that stay silent dropped, and the parts of a stem
+summed, so the stems add up to the mix exactly: the mix is always their sum, never a separate
+render (ZynAddSubFX and DrumSynth do not even play a project the same way twice). All stems of a
+song share one gain (the loudest of the mix and the stems peaks at PEAK), and the silence that all
+of them share at either end is cut. A song is built under `<out>/.partial/` and renamed into place
+with its `song.json` (where it came from, its licence, every part's label and why, the soundfont
+for MIDI, each stem's level), so a song folder that exists is complete: a rerun skips it.
+`<out>/songs.json` lists every song folder's card.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import soundfile as sf
 from ..atomic import atomic_path
 from ..data import SILENCE
 from ..errors import StemsError
+from . import lmms, mmp
 from .fluidsynth import RATE, check_fluidsynth, render
 from .midi import STEM_OF_PART, split_parts
-from .sources import SOURCES, Soundfont, Source, check_installed, installed_soundfonts
+from .sources import SOURCES, Soundfont, Source, check_installed, installed_soundfonts, lmms_licence
 
 PEAK = 0.9
 PARTIAL = ".partial"
@@ -42,8 +45,41 @@ class SongResult:
     error: str = ""
 
 
-def song_name(source: Source, name: str, soundfont: Soundfont) -> str:
-    return f"{source.name}-{name}-{soundfont.name}"
+@dataclass(frozen=True)
+class Part:
+    """One part of a song to render alone."""
+
+    stem: str  # drums, bass or other
+    card: dict  # its entry in song.json's "parts"
+    render: Callable[[Path], np.ndarray]  # work path (no suffix) -> float32 (2, samples) at 44.1 kHz
+
+
+def song_name(source: Source, name: str, soundfont: Soundfont | None) -> str:
+    return f"{source.name}-{name}" if soundfont is None else f"{source.name}-{name}-{soundfont.name}"
+
+
+def _midi_parts(midi: bytes, origin: str, soundfont: Soundfont) -> tuple[list[Part], dict]:
+    """A MIDI song's parts and the card fields they add (the soundfont)."""
+    try:
+        parts = split_parts(midi)
+    except ValueError as error:
+        raise StemsError(f"{origin}: {error}") from None
+    described = [Part(part.stem, {"channel": part.channel + 1, "stem": part.stem, "programs": list(part.programs),
+                                  "notes": part.notes, "why": part.reason},
+                      lambda work, part=part: render(part.midi, soundfont.path, work)) for part in parts]
+    return described, {"soundfont": {"name": soundfont.name, "package": soundfont.package,
+                                     "licence": soundfont.licence, "file": str(soundfont.path)}}
+
+
+def _lmms_parts(project: bytes, origin: str) -> tuple[list[Part], dict]:
+    """An LMMS project's parts (its tracks, labelled) and the card fields they add (its licence)."""
+    root = mmp.read_project(project, origin)
+    tracks = mmp.project_tracks(root, Path(origin).name, mmp.load_table())
+    described = [Part(track.stem, {"track": track.index, "name": track.name, "plugin": track.plugin,
+                                   "sample": track.sample, "beat_bassline": track.beat, "notes": track.notes,
+                                   "pitch": track.pitch, "stem": track.stem, "why": track.reason},
+                      lambda work, index=track.index: lmms.render(mmp.solo(root, index), work)) for track in tracks]
+    return described, {"licence": lmms_licence(Path(origin))}
 
 
 def _level_db(audio: np.ndarray, reference: np.ndarray) -> float | None:
@@ -52,8 +88,10 @@ def _level_db(audio: np.ndarray, reference: np.ndarray) -> float | None:
     return round(float(10 * np.log10(energy / float(np.square(reference, dtype=np.float64).sum()))), 2) if energy else None
 
 
-def render_song(out: Path, source: Source, name: str, midi: bytes, origin: str, soundfont: Soundfont) -> SongResult:
-    """Render one song into `out`/<song name>/ unless that folder exists.
+def render_song(out: Path, source: Source, name: str, data: bytes, origin: str,
+                soundfont: Soundfont | None) -> SongResult:
+    """Render one song (a MIDI file with `soundfont`, or an LMMS project with None) into
+    `out`/<song name>/ unless that folder exists.
 
     Raises:
         StemsError: a part failed to render (no files of the song are left).
@@ -65,11 +103,8 @@ def render_song(out: Path, source: Source, name: str, midi: bytes, origin: str, 
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        try:
-            parts = split_parts(midi)
-        except ValueError as error:
-            raise StemsError(f"{origin}: {error}") from None
-        rendered = [render(part.midi, soundfont.path, partial / f"part{index:02d}") for index, part in enumerate(parts)]
+        parts, extra = _lmms_parts(data, origin) if source.kind == "lmms" else _midi_parts(data, origin, soundfont)
+        rendered = [part.render(partial / f"part{index:02d}") for index, part in enumerate(parts)]
         audible = [float(np.abs(audio).max()) >= SILENCE for audio in rendered]
         length = max((audio.shape[1] for audio, keep in zip(rendered, audible) if keep), default=0)
         stems = {stem: np.zeros((2, length), np.float32) for stem in STEM_OF_PART}
@@ -89,13 +124,9 @@ def render_song(out: Path, source: Source, name: str, midi: bytes, origin: str, 
             sf.write(partial / f"{stem}.flac", audio.T, RATE, subtype="PCM_24", format="FLAC")
         card = {
             "song": folder.name, "source": source.name, "package": source.package, "licence": source.licence,
-            "origin": origin, "soundfont": {"name": soundfont.name, "package": soundfont.package,
-                                            "licence": soundfont.licence, "file": str(soundfont.path)},
-            "duration": round(mix.shape[1] / RATE, 2),
+            "origin": origin, **extra, "duration": round(mix.shape[1] / RATE, 2),
             "level_db": {stem: _level_db(stems[stem], mix) for stem in STEM_OF_PART},
-            "parts": [{"channel": part.channel + 1, "stem": part.stem, "programs": list(part.programs),
-                       "notes": part.notes, "why": part.reason, "kept": keep}
-                      for part, keep in zip(parts, audible)],
+            "parts": [{**part.card, "kept": keep} for part, keep in zip(parts, audible)],
         }
         (partial / "song.json").write_text(json.dumps(card, indent=1) + "\n")
         os.replace(partial, folder)
@@ -113,20 +144,25 @@ def write_index(out: Path) -> None:
 
 
 def plan(source_names: list[str], limit: int | None, seed: int,
-         soundfont_names: list[str] | None = None) -> list[tuple[Source, str, bytes, str, Soundfont]]:
-    """Every (source, song name, MIDI, origin, soundfont) to render, soundfont by soundfont (all
-    songs with the first, then with the next), sources interleaved; with `limit`, at most that many
-    songs of each source, drawn with `seed`.
+         soundfont_names: list[str] | None = None) -> list[tuple[Source, str, bytes, str, Soundfont | None]]:
+    """Every (source, song name, MIDI or project, origin, soundfont) to render, soundfont by
+    soundfont (all MIDI songs with the first, then with the next; LMMS projects, whose soundfont is
+    None, once, with the first), sources interleaved; with `limit`, at most that many songs of each
+    source, drawn with `seed`.
 
     Raises:
-        StemsError: an unknown source or soundfont, fluidsynth, a source or every soundfont missing.
+        StemsError: an unknown source or soundfont, fluidsynth or lmms, a source or every soundfont missing.
     """
     unknown = [name for name in source_names if name not in SOURCES]
     if unknown:
         raise StemsError(f"unknown source {', '.join(unknown)} (known: {', '.join(SOURCES)})")
-    check_fluidsynth()
-    fonts = installed_soundfonts()
-    if soundfont_names:
+    fonts: list[Soundfont | None] = [None]
+    if any(SOURCES[name].kind == "midi" for name in source_names):
+        check_fluidsynth()
+        fonts = installed_soundfonts()
+    if any(SOURCES[name].kind == "lmms" for name in source_names):
+        lmms.check_lmms()
+    if soundfont_names and fonts != [None]:
         known = {font.name: font for font in fonts}
         missing = [name for name in soundfont_names if name not in known]
         if missing:
@@ -141,10 +177,12 @@ def plan(source_names: list[str], limit: int | None, seed: int,
             songs = sorted(random.Random(f"{seed}-{name}").sample(songs, min(limit, len(songs))))
         chosen.append((source, songs))
     jobs = []
-    for font in fonts:
-        longest = max(len(songs) for _, songs in chosen)
+    for round_index, font in enumerate(fonts):
+        playing = [(source, songs) for source, songs in chosen if source.kind == "midi" or round_index == 0]
+        longest = max((len(songs) for _, songs in playing), default=0)
         for index in range(longest):
-            jobs += [(source, *songs[index], font) for source, songs in chosen if index < len(songs)]
+            jobs += [(source, *songs[index], font if source.kind == "midi" else None)
+                     for source, songs in playing if index < len(songs)]
     return jobs
 
 
@@ -154,9 +192,9 @@ def render_all(out: Path, jobs: list, on_result: Callable[[SongResult], None] | 
     out.mkdir(parents=True, exist_ok=True)
     results = []
     try:
-        for source, name, midi, origin, font in jobs:
+        for source, name, data, origin, font in jobs:
             try:
-                result = render_song(out, source, name, midi, origin, font)
+                result = render_song(out, source, name, data, origin, font)
             except StemsError as error:
                 result = SongResult(song_name(source, name, font), source.name, "failed", error=str(error))
             if result.status == "written":

@@ -1,13 +1,15 @@
 """The installed Debian packages that hold songs to render, and the soundfonts to render them with.
 
-A source lists its songs as (name, MIDI bytes, where it came from); a WAD (Doom's archive) is a
+A source lists its songs as (name, MIDI file or LMMS project bytes, where it came from); a WAD (Doom's archive) is a
 12-byte header ("IWAD"/"PWAD", lump count, directory offset) and a directory of 16-byte entries
 (offset, size, 8-byte name); Freedoom's music lumps are named D_* and hold Standard MIDI Files.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,17 +17,18 @@ from typing import Callable, Iterator
 
 from ..errors import StemsError
 
-MidiSong = tuple[str, bytes, str]  # (song name, Standard MIDI File bytes, origin: file and lump)
+MidiSong = tuple[str, bytes, str]  # (song name, MIDI file or LMMS project bytes, origin: file and lump)
 
 
 @dataclass(frozen=True)
 class Source:
     name: str
-    package: str  # the Debian package that installs it
-    licence: str  # as the package's debian/copyright states it
+    package: str  # the Debian packages that install it (space-separated)
+    licence: str  # as the package's debian/copyright states it ("per project": each song's card says)
     description: str
     songs: Callable[[], Iterator[MidiSong]]
     marker: Path  # a file the package installs: present means installed
+    kind: str = "midi"  # "midi": played with each soundfont; "lmms": an LMMS project, played by lmms
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,43 @@ def _openmsx_songs() -> Iterator[MidiSong]:
     return _distinct((path.stem, path.read_bytes(), str(path)) for path in sorted(OPENMSX_DIR.glob("*.mid")))
 
 
+LMMS_PROJECTS = Path("/usr/share/lmms/projects")
+LMMS_COPYRIGHT = Path("/usr/share/doc/lmms-common/copyright")
+
+
+def _lmms_songs() -> Iterator[MidiSong]:
+    """LMMS's demo, shorties and tutorial projects (not its templates, which hold no song)."""
+    for path in sorted(LMMS_PROJECTS.rglob("*.mmp*")):
+        if path.suffix in (".mmp", ".mmpz"):
+            yield re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-"), path.read_bytes(), str(path)
+
+
+def debian_licence(copyright_text: str, path: str) -> str:
+    """The licence that a machine-readable debian/copyright gives to `path` (relative to the
+    upstream source): its last "Files:" stanza whose patterns match, as the format specifies
+    ("*" matches "/" too)."""
+    licence = ""
+    for stanza in re.split(r"\n\s*\n", copyright_text):
+        fields = dict(re.findall(r"^([A-Za-z-]+):[ \t]*((?:.*)(?:\n[ \t].*)*)", stanza, re.MULTILINE))
+        if "Files" in fields and "License" in fields:
+            if any(fnmatch.fnmatchcase(path, pattern) for pattern in fields["Files"].split()):
+                licence = fields["License"].splitlines()[0].strip()
+    return licence
+
+
+def lmms_licence(project: Path) -> str:
+    """A project's licence, as lmms-common's debian/copyright states it for data/projects/..."""
+    relative = f"data/projects/{project.relative_to(LMMS_PROJECTS).as_posix()}"
+    return debian_licence(LMMS_COPYRIGHT.read_text(), relative) or "unknown"
+
+
 SOURCES = {source.name: source for source in (
     Source("freedoom", "freedoom", "BSD-3-Clause", "Freedoom's game music: rock, metal, electronic, orchestral",
            _freedoom_songs, FREEDOOM_DIR / "freedoom2.wad"),
     Source("openmsx", "openttd-openmsx", "GPL-2", "OpenMSX, OpenTTD's music: ragtime, blues, jazz, pop",
            _openmsx_songs, OPENMSX_DIR),
+    Source("lmms", "lmms lmms-common zynaddsubfx-data", "per project",
+           "LMMS's demo projects: house, trance, drum and bass, reggaeton, chiptune", _lmms_songs, LMMS_PROJECTS, "lmms"),
 )}
 
 SOUNDFONTS = (
