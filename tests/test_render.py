@@ -18,6 +18,7 @@ import soundfile as sf
 
 from stems.errors import StemsError
 from stems.render import songs as rendering
+from stems.render.command import render_with
 from stems.render.fluidsynth import render
 from stems.render.midi import split_parts
 from stems.render.sources import SOURCES, Soundfont, Source, check_installed, wad_lumps
@@ -191,6 +192,14 @@ def test_a_part_that_fails_skips_its_song_whole_and_the_others_go_on(tmp_path, m
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["songs.json", "tiny-second-test"]  # no .partial
     index = json.loads((tmp_path / "out" / "songs.json").read_text())
     assert [card["song"] for card in index] == ["tiny-second-test"]
+
+
+def test_a_renderer_that_hangs_is_a_stems_error_and_its_files_are_removed(tmp_path):
+    source, wav = tmp_path / "part.mid", tmp_path / "part.wav"
+    source.write_bytes(b"MThd")
+    with pytest.raises(StemsError, match="sleep took more than 0 s on part.mid"):
+        render_with(["sleep", "5"], source, wav, timeout=0.2)
+    assert not source.exists() and not wav.exists()
 
 
 @pytest.mark.slow

@@ -18,10 +18,14 @@ def render_with(command: list[str], source: Path, wav_path: Path, timeout: float
     it wrote: float32 (2, samples) at 44.1 kHz; `source` and `wav_path` are removed after.
 
     Raises:
-        StemsError: the command failed, or wrote no file, another rate or not stereo.
+        StemsError: the command failed or ran past `timeout` seconds, or wrote no file, another rate
+            or not stereo.
     """
     try:
-        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout, **run)
+        try:
+            result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout, **run)
+        except subprocess.TimeoutExpired:
+            raise StemsError(f"{command[0]} took more than {timeout:.0f} s on {source.name}") from None
         if result.returncode != 0 or not wav_path.exists():
             raise StemsError(f"{command[0]} failed on {source.name}: {(result.stderr or result.stdout).strip()[-300:]}")
         audio, rate = sf.read(wav_path, dtype="float32", always_2d=True)
