@@ -190,6 +190,20 @@ def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config)
         model.input_scale.copy_(1 / (logs.std(dim=1, keepdim=True) + 1e-3))
 
 
+def init_stage(config: Config) -> dict | None:
+    """What `train.init`'s checkpoint was trained on (its card's training: data, licences, steps
+    and, where it was fine-tuned too, its own init), for the card of a run that starts from it: a
+    fine-tuned model lists every source it learnt from. None without train.init.
+
+    Raises:
+        StemsError: the init checkpoint cannot be read.
+    """
+    if not config.train.init:
+        return None
+    _, _, card = load_checkpoint(config.train.init)
+    return {"checkpoint": Path(card["path"]).name, "sha256": card["sha256"], **card.get("training", {})}
+
+
 def data_licences(config: Config) -> dict[str, str]:
     """Every training source of `config` with its licence, for the checkpoint's card."""
     cfg = config.train
@@ -282,6 +296,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     state_path = run_dir / "state.pt"
     resuming = resume and state_path.exists()
     initial = _initial_weights(config) if cfg.init and not resuming else None  # a bad init fails before any output
+    pretraining = {"init": init_stage(config)} if cfg.init else {}
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -365,7 +380,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             if score > best["score"]:
                 card = {"training": {"config": config.to_dict(), "step": step,
                                      "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs, *cfg.rendered_dirs],
-                                     "licences": data_licences(config)},
+                                     "licences": data_licences(config), **pretraining},
                         "metrics": {"valid_sdr": scores, "validation": cfg.validation}}
                 path = save_checkpoint(scored, config.stft, card, run_dir, "best")
                 if best["path"] and best["path"] != str(path):
@@ -385,7 +400,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     log.close()
     if not valid_songs:  # nothing to pick a best by: the final weights are the result
         card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs, *cfg.rendered_dirs],
-                             "licences": data_licences(config)},
+                             "licences": data_licences(config), **pretraining},
                 "metrics": {}}
         return TrainResult(save_checkpoint(scored, config.stft, card, run_dir, "last"), scored, skipped)
     return TrainResult(Path(best["path"]) if best["path"] else None, scored, skipped)

@@ -63,6 +63,18 @@ def test_rendered_songs_without_vocals_train_beside_real_ones(tmp_path):
     assert card["training"]["data"] == [str(tmp_path / "data"), str(tmp_path / "rendered")]
     assert card["training"]["licences"] == {str(tmp_path / "data"): "CC0-1.0",
                                             str(tmp_path / "rendered"): "BSD-3-Clause (freedoom); MIT (soundfont fluid-soundfont-gm)"}
+    # Fine-tuned on the real songs alone, the model still lists the rendered songs it was pre-trained on.
+    pretrained = next((tmp_path / "run").glob("last-*.pt"))
+    tuned = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "tuned")] + [a for s in settings[:4] + settings[-4:]
+                               for a in ("--set", s)] + ["--set", f"train.init='{pretrained}'"], catch_exceptions=False)
+    assert tuned.exit_code == 0, tuned.output
+    _, _, card = load_checkpoint(next((tmp_path / "tuned").glob("last-*.pt")))
+    assert card["training"]["data"] == [str(tmp_path / "data")]
+    assert card["training"]["init"]["checkpoint"] == pretrained.name and card["training"]["init"]["step"] == 2
+    assert card["training"]["init"]["licences"][str(tmp_path / "rendered")].startswith("BSD-3-Clause (freedoom)")
+    shown = CliRunner().invoke(app, ["info", str(next((tmp_path / "tuned").glob("last-*.pt")))])
+    text = " ".join(shown.output.replace("│", " ").split())
+    assert "BSD-3-Clause (freedoom)" in text and "training steps 2 + 2" in text, shown.output
 
 
 def test_train_rejects_bad_config(tmp_path):

@@ -34,7 +34,8 @@ def info(
     table = Table(title=f"model {Path(card['path']).name}", show_header=False)
     ms = 1000 / stft.sample_rate
     members = card.get("training", {}).get("bag_of")
-    trainings = [member["training"] for member in members] if members else [card.get("training", {})]
+    trainings = [stage for training in ([member["training"] for member in members] if members else [card.get("training", {})])
+                 for stage in _stages(training)]
     window = window_frames(engine)
     rows = {
         "model": f"a bag of {len(members)} MaskNets, masks averaged" if members else "MaskNet",
@@ -64,3 +65,8 @@ def _with_licence(source: str, training: dict) -> str:
     licences = training.get("licences", {})
     licence = next((licences[folder] for folder in licences if source == folder or source.startswith(folder + " (")), None)
     return f"{source}: {licence}" if licence else source
+
+
+def _stages(training: dict) -> list[dict]:
+    """A training and the ones its `train.init` went through, first stage first."""
+    return [*(_stages(training["init"]) if training.get("init") else []), training]
