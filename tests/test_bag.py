@@ -112,7 +112,7 @@ def test_make_bag_script_and_info(tmp_path):
     bag_file = next((tmp_path / "bag").glob("bag-*.pt"))
     shown = CliRunner().invoke(app, ["info", str(bag_file)], terminal_width=200)
     assert shown.exit_code == 0
-    assert "a bag of 2 MaskNets" in shown.output and "set 1, set 2" in shown.output and "10 + 20" in shown.output
+    assert "a bag of 2 MaskNets" in shown.output and "set 1; set 2" in shown.output and "10 + 20" in shown.output
     other_stft = save_checkpoint(make_model(), STFTConfig(hop_length=512), {}, tmp_path, "hop512")
     refused = subprocess.run([sys.executable, script, str(members[0]), str(other_stft), "--out", str(tmp_path / "x")],
                              check=False, capture_output=True, text=True)
