@@ -18,7 +18,7 @@ from stems.checkpoint import load_checkpoint, save_checkpoint
 from stems.config import TrainConfig, config_from_dict
 from stems.export import export_onnx, register
 from stems.registry import CHECKPOINT_DIR
-from stems.train import data_licences, init_stage
+from stems.train import data_licences, init_checkpoint
 
 DERIVED = ("path", "sha256", "weights_sha256", "format", "model", "stft", "model_config", "model_configs",
            "parameters", "context_frames")  # keys save_checkpoint and load_checkpoint write themselves
@@ -53,7 +53,7 @@ def main() -> None:
         config = config_from_dict({"train": data})
         training["licences"] = data_licences(config)
         if config.train.init and "init" not in training:  # runs from before the card named their init's data
-            training["init"] = init_stage(config)
+            training["init"] = init_checkpoint(config)[1]
     card["default_mask"] = best_system.rsplit(" ", 1)[-1]
     card["metrics"] = {
         "musdb_valid_bsseval_v4_sdr": summary,

@@ -54,11 +54,15 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torc
         mix_mag = stem_specs.sum(dim=1).abs()
         return (masks * mix_mag[:, None] - stem_mags).abs().mean() / (mix_mag.mean() + 1e-8)
     if kind == "sdr":
+        # |m X - S|² = m² |X|² - 2 m Re(X* S) + |S|²: real arithmetic on terms without gradient,
+        # half the time of the complex form's forward and backward
         mix_spec = stem_specs.sum(dim=1, keepdim=True)
-        floor = 1e-3 * mix_spec.abs().square().sum(dim=(2, 3, 4)) + 1e-8  # (batch, 1)
-        error = (masks * mix_spec - stem_specs).abs().square().sum(dim=(2, 3, 4))
+        mix_power = mix_spec.real.square() + mix_spec.imag.square()
+        cross = mix_spec.real * stem_specs.real + mix_spec.imag * stem_specs.imag
         energy = stem_mags.square().sum(dim=(2, 3, 4))  # (batch, sources)
-        return (10 * torch.log10((error + floor) / (energy + floor))).mean()
+        floor = 1e-3 * mix_power.sum(dim=(2, 3, 4)) + 1e-8  # (batch, 1)
+        error = (masks * (masks * mix_power - 2 * cross)).sum(dim=(2, 3, 4)) + energy
+        return (10 * torch.log10((error.clamp(min=0) + floor) / (energy + floor))).mean()
     raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
 
 
@@ -169,13 +173,20 @@ def _update_average(average: MaskNet, model: MaskNet, decay: float) -> None:
                 kept.copy_(current)
 
 
-def _initial_weights(config: Config) -> dict[str, torch.Tensor]:
-    """`train.init`'s weights (normalisation included); its network and STFT must be the ones
-    `config` describes."""
+def init_checkpoint(config: Config) -> tuple[dict[str, torch.Tensor], dict]:
+    """`train.init`'s weights (normalisation included) and what it was trained on (its card's
+    training: data, licences, steps and, where it was fine-tuned too, its own init), for the card
+    of a run that starts from it: a fine-tuned model lists every source it learnt from.
+
+    Raises:
+        StemsError: the checkpoint cannot be read, or its network or STFT is not the one `config`
+            describes.
+    """
     trained, stft, card = load_checkpoint(config.train.init)
     if not isinstance(trained, MaskNet) or trained.config != config.model or stft != config.stft:
         raise StemsError(f"{card['path']}: train.init must be a single network with this run's model and stft settings")
-    return trained.state_dict()
+    stage = {"checkpoint": Path(card["path"]).name, "sha256": card["sha256"], **card.get("training", {})}
+    return trained.state_dict(), stage
 
 
 def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config) -> None:
@@ -188,20 +199,6 @@ def _init_normalisation(model: MaskNet, sampler: ExcerptSampler, config: Config)
     with torch.no_grad():
         model.input_mean.copy_(logs.mean(dim=1, keepdim=True))
         model.input_scale.copy_(1 / (logs.std(dim=1, keepdim=True) + 1e-3))
-
-
-def init_stage(config: Config) -> dict | None:
-    """What `train.init`'s checkpoint was trained on (its card's training: data, licences, steps
-    and, where it was fine-tuned too, its own init), for the card of a run that starts from it: a
-    fine-tuned model lists every source it learnt from. None without train.init.
-
-    Raises:
-        StemsError: the init checkpoint cannot be read.
-    """
-    if not config.train.init:
-        return None
-    _, _, card = load_checkpoint(config.train.init)
-    return {"checkpoint": Path(card["path"]).name, "sha256": card["sha256"], **card.get("training", {})}
 
 
 def data_licences(config: Config) -> dict[str, str]:
@@ -295,8 +292,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     writer = rank == 0
     state_path = run_dir / "state.pt"
     resuming = resume and state_path.exists()
-    initial = _initial_weights(config) if cfg.init and not resuming else None  # a bad init fails before any output
-    pretraining = {"init": init_stage(config)} if cfg.init else {}
+    initial, stage = init_checkpoint(config) if cfg.init else (None, None)  # a bad init fails before any output
+    pretraining = {"init": stage} if cfg.init else {}
     if writer:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -128,10 +128,13 @@ def test_the_licence_is_the_last_matching_stanza_of_debian_copyright():
     assert debian_licence(text, "data/projects/shorties/Bar-x.mmpz") == "GPL-2+"
 
 
-def test_lmms_missing_names_its_apt_get(monkeypatch):
+def test_a_missing_renderer_names_its_apt_get(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "lmms" else f"/usr/bin/{name}")
+    with pytest.raises(StemsError, match="^lmms is not installed: apt-get install -y --no-install-recommends lmms lmms-common"):
+        rendering.plan(["lmms"], limit=None, seed=0)
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(StemsError, match="apt-get install -y --no-install-recommends lmms lmms-common"):
-        lmms.check_lmms()
+    with pytest.raises(StemsError, match="^fluidsynth is not installed: apt-get install -y --no-install-recommends fluidsynth$"):
+        rendering.plan(["freedoom"], limit=None, seed=0)
 
 
 @needs_lmms

@@ -241,6 +241,17 @@ def test_sdr_loss_is_minus_each_stems_sdr_of_the_masked_mix():
     assert loss == pytest.approx(np.mean(expected), rel=1e-6)
     assert expected[6] <= 30.0 + 1e-6  # the silent stem's term stays bounded
 
+    # its gradient is the complex form's
+    logits = torch.tensor(logits, requires_grad=True)
+    mask_loss(logits, torch.tensor(specs), "sdr").backward()
+    masks = torch.softmax(logits, dim=1)
+    mix = torch.tensor(specs).sum(dim=1, keepdim=True)
+    floor = 1e-3 * mix.abs().square().sum(dim=(2, 3, 4)) + 1e-8
+    error = (masks * mix - torch.tensor(specs)).abs().square().sum(dim=(2, 3, 4))
+    energy = torch.tensor(specs).abs().square().sum(dim=(2, 3, 4))
+    complex_form = torch.autograd.grad((10 * torch.log10((error + floor) / (energy + floor))).mean(), logits)[0]
+    assert torch.allclose(logits.grad, complex_form, rtol=1e-6, atol=1e-12)
+
 
 def test_sdr_loss_prefers_the_mask_of_the_dominant_stem():
     import torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,12 @@ import soundfile as sf
 from ..errors import StemsError
 
 RATE = 44100
+
+
+def require(program: str, apt: str) -> None:
+    """Raises StemsError naming the `apt` command that installs `program` when it is not on PATH."""
+    if shutil.which(program) is None:
+        raise StemsError(f"{program} is not installed: {apt}")
 
 
 def render_with(command: list[str], source: Path, wav_path: Path, timeout: float, **run) -> np.ndarray:

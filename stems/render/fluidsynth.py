@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import StemsError
 from .command import RATE, render_with
+
 APT = "apt-get install -y --no-install-recommends fluidsynth"
-
-
-def check_fluidsynth() -> None:
-    """Raises StemsError naming the apt-get command when the fluidsynth command is missing."""
-    if shutil.which("fluidsynth") is None:
-        raise StemsError(f"fluidsynth is not installed: {APT}")
 
 
 def render(midi: bytes, soundfont: Path, work: Path, gain: float = 0.5) -> np.ndarray:

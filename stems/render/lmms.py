@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import StemsError
 from .command import RATE, render_with
 
 LMMS_DATA = Path("/usr/share/lmms")  # projects name their samples relative to it
 APT = "apt-get install -y --no-install-recommends lmms lmms-common zynaddsubfx-data"
-
-
-def check_lmms() -> None:
-    """Raises StemsError naming the apt-get command when the lmms command is missing."""
-    if shutil.which("lmms") is None:
-        raise StemsError(f"lmms is not installed: {APT}")
 
 
 def render(project: bytes, work: Path) -> np.ndarray:

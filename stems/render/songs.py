@@ -27,8 +27,9 @@ import soundfile as sf
 from ..atomic import atomic_path
 from ..data import SILENCE
 from ..errors import StemsError
-from . import lmms, mmp
-from .fluidsynth import RATE, check_fluidsynth, render
+from . import fluidsynth, lmms, mmp
+from .command import require
+from .fluidsynth import RATE, render
 from .midi import STEM_OF_PART, split_parts
 from .sources import SOURCES, Soundfont, Source, check_installed, installed_soundfonts, lmms_licence
 
@@ -158,10 +159,10 @@ def plan(source_names: list[str], limit: int | None, seed: int,
         raise StemsError(f"unknown source {', '.join(unknown)} (known: {', '.join(SOURCES)})")
     fonts: list[Soundfont | None] = [None]
     if any(SOURCES[name].kind == "midi" for name in source_names):
-        check_fluidsynth()
+        require("fluidsynth", fluidsynth.APT)
         fonts = installed_soundfonts()
     if any(SOURCES[name].kind == "lmms" for name in source_names):
-        lmms.check_lmms()
+        require("lmms", lmms.APT)
     if soundfont_names and fonts != [None]:
         known = {font.name: font for font in fonts}
         missing = [name for name in soundfont_names if name not in known]
