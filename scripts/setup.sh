@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything stems does into ./.venv (idempotent): ffmpeg (apt-get, if missing); chromium,
-# fluidsynth and a small General MIDI soundfont too when $1 names "test"; Debian's music packages
+# fluidsynth, a small General MIDI soundfont and libopenmpt too when $1 names "test"; Debian's music packages
 # that `stems dataset render` renders when $1 names "data"; then the package in editable mode with
 # the training extras (torch, evaluation, plots, MIDI) and those named in $1 (e.g. "test"; "data"
 # is no Python extra). An inference-only install is `pip install .` (see the README).
@@ -25,11 +25,13 @@ apt_install() {  # the Debian packages named that are not installed yet
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
-# the render tests (tests/test_render.py) play a MIDI file the test writes through fluidsynth
-[[ "${1:-}" == *test* ]] && apt_install fluidsynth timgm6mb-soundfont
-# what `stems dataset render` renders: MIDI songs and the soundfonts to play them, LMMS and its demo projects
+# the render tests play a MIDI file (tests/test_render.py) through fluidsynth and a tracker module
+# (tests/test_render_modules.py) through libopenmpt, both written by the tests
+[[ "${1:-}" == *test* ]] && apt_install fluidsynth timgm6mb-soundfont libopenmpt0
+# what `stems dataset render` renders: MIDI songs and the soundfonts to play them, LMMS and its demo projects,
+# libopenmpt and the games whose music is tracker modules
 [[ "${1:-}" == *data* ]] && apt_install fluidsynth freedoom openttd-openmsx fluid-soundfont-gm musescore-general-soundfont \
-    lmms lmms-common zynaddsubfx-data
+    lmms lmms-common zynaddsubfx-data libopenmpt0 pingus-data tecnoballz-data njam-data
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras="train"

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny checkpoint the tests make themselves, and small real and synthetic audio."""
+"""Shared fixtures: a tiny checkpoint the tests make themselves, small real and synthetic audio,
+and how closely rendered stems add up to a whole render."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 
 from stems.checkpoint import load_checkpoint, save_checkpoint
 from stems.config import ModelConfig, STFTConfig
+from stems.data import SILENCE
 from stems.export import export_onnx
 from stems.model import MaskNet
 from stems.separator import Separator
@@ -85,6 +87,16 @@ def example_stems() -> tuple[np.ndarray, Path]:
     path = Path(stempeg.example_stem_path())
     audio, _ = stempeg.read_stems(str(path), sample_rate=RATE)
     return audio.transpose(0, 2, 1).astype(np.float32), path
+
+
+def residual_db(whole: np.ndarray, mix: np.ndarray) -> float:
+    """How closely rendered stems summed (`mix`, (channels, samples), one gain, silence cut) match
+    a render of every part at once (`whole`): `whole` from its first sound, at `mix`'s length,
+    against what is left of it after taking `mix` at the best gain, in dB."""
+    start = np.flatnonzero(np.abs(whole).max(axis=0) >= SILENCE)[0]
+    whole = whole[:, start: start + mix.shape[1]]
+    gain = float((whole * mix).sum() / (mix * mix).sum())
+    return float(10 * np.log10(np.square(whole).sum() / np.square(whole - gain * mix).sum()))
 
 
 def wait_for(condition, timeout: float = 120.0) -> None:

@@ -1,13 +1,19 @@
 """A source's songs rendered into `<out>/<song>/{drums,bass,other}.flac` folders the trainer reads.
 
-Each song is split into parts (midi.py for MIDI files, mmp.py for LMMS projects), each part
-rendered alone (fluidsynth.py, lmms.py), parts that stay silent dropped, and the parts of a stem
-summed, so the stems add up to the mix exactly: the mix is always their sum, never a separate
-render (ZynAddSubFX and DrumSynth do not even play a project the same way twice). All stems of a
+Each song is split into parts (midi.py for MIDI files, mmp.py for LMMS projects, tracker.py for
+tracker modules), each part rendered alone (fluidsynth.py, lmms.py, openmpt.py), parts that stay
+silent dropped, and the parts of a stem summed, so the stems add up to the mix exactly: the mix is
+always their sum, never a separate render (ZynAddSubFX and DrumSynth do not even play a project
+the same way twice). Where the renderer plays a song the same way every time (libopenmpt), the
+whole song is rendered too, and a song whose parts do not add up to it within PARTS_ERROR_DB is
+rejected: muting the other parts changed more than their sound. A song whose labels cannot be
+trusted is rejected too (tracker.py: a module none of whose parts is named for drums or bass).
+Rejected songs are reported, not written, and are not failures. All stems of a
 song share one gain (the loudest of the mix and the stems peaks at PEAK), and the silence that all
 of them share at either end is cut. A song is built under `<out>/.partial/` and renamed into place
 with its `song.json` (where it came from, its licence, every part's label and why, the soundfont
-for MIDI, each stem's level), so a song folder that exists is complete: a rerun skips it.
+for MIDI, each stem's level, how far the parts are from the whole render where there is one), so a
+song folder that exists is complete: a rerun skips it.
 `<out>/songs.json` lists every song folder's card.
 """
 
@@ -27,21 +33,26 @@ import soundfile as sf
 from ..atomic import atomic_path
 from ..data import SILENCE
 from ..errors import StemsError
-from . import fluidsynth, lmms, mmp
+from . import fluidsynth, lmms, mmp, openmpt, tracker
 from .command import require
 from .fluidsynth import RATE, render
 from .midi import STEM_OF_PART, split_parts
-from .sources import SOURCES, Soundfont, Source, check_installed, installed_soundfonts, lmms_licence
+from .sources import SOURCES, Soundfont, Source, check_installed, installed_soundfonts, lmms_licence, module_licence
 
 PEAK = 0.9
 PARTIAL = ".partial"
+PARTS_ERROR_DB = 40.0  # how far under the whole render's energy the parts' sum's difference from it must be
+
+
+class SongRejected(StemsError):
+    """A song that is not written because its parts or their labels do not hold; not a failure."""
 
 
 @dataclass
 class SongResult:
     name: str
     source: str
-    status: str  # "written", "skipped" (already there) or "failed"
+    status: str  # "written", "skipped" (already there), "rejected" or "failed"
     card: dict = field(default_factory=dict)  # the song's song.json
     error: str = ""
 
@@ -83,6 +94,46 @@ def _lmms_parts(project: bytes, origin: str) -> tuple[list[Part], dict]:
     return described, {"licence": lmms_licence(Path(origin))}
 
 
+def _module_parts(module: bytes, origin: str) -> tuple[list[Part], dict, Callable[[Path], np.ndarray]]:
+    """A tracker module's parts (its instruments, or samples, labelled), the card fields they add
+    (its package, licence and format, the instruments whose random swing was removed) and its
+    whole render.
+
+    Raises:
+        SongRejected: no part is named for drums or bass.
+    """
+    playable, swung = tracker.without_random_swing(module)
+    slots, module_format = tracker.module_slots(playable, origin)
+    if not any(slot.stem != "other" for slot in slots):
+        raise SongRejected(f"{origin}: none of its {len(slots)} parts is named for drums or bass "
+                           "(any drums and bass it holds would be labelled other)")
+    described = [Part(slot.stem, {slot.kind: slot.index + 1, "name": slot.name, "samples": list(slot.samples),
+                                  "notes": slot.notes, "stem": slot.stem, "why": slot.reason},
+                      lambda work, index=slot.index: openmpt.render(playable, origin, index)) for slot in slots]
+    package = module_licence(Path(origin))
+    extra = {**({"package": package[0], "licence": package[1]} if package else {}), "format": module_format,
+             **({"random_swing_removed": [index + 1 for index in swung]} if swung else {})}
+    return described, extra, lambda work: openmpt.render(playable, origin)
+
+
+def _split(source: Source, data: bytes, origin: str,
+           soundfont: Soundfont | None) -> tuple[list[Part], dict, Callable[[Path], np.ndarray] | None]:
+    """A song's parts, the card fields they add, and its whole render where the renderer plays a
+    song the same way every time (else None)."""
+    if source.kind == "module":
+        return _module_parts(data, origin)
+    parts, extra = _lmms_parts(data, origin) if source.kind == "lmms" else _midi_parts(data, origin, soundfont)
+    return parts, extra, None
+
+
+def _parts_error_db(mix: np.ndarray, whole: np.ndarray) -> float | None:
+    """The energy of mix - whole relative to whole's, in dB (None when they are equal), the
+    shorter padded with silence."""
+    length = max(mix.shape[1], whole.shape[1])
+    mix, whole = (np.pad(audio, ((0, 0), (0, length - audio.shape[1]))) for audio in (mix, whole))
+    return _level_db(mix - whole, whole)
+
+
 def _level_db(audio: np.ndarray, reference: np.ndarray) -> float | None:
     """The energy of `audio` relative to `reference`'s, in dB (None for silence)."""
     energy = float(np.square(audio, dtype=np.float64).sum())
@@ -91,10 +142,11 @@ def _level_db(audio: np.ndarray, reference: np.ndarray) -> float | None:
 
 def render_song(out: Path, source: Source, name: str, data: bytes, origin: str,
                 soundfont: Soundfont | None) -> SongResult:
-    """Render one song (a MIDI file with `soundfont`, or an LMMS project with None) into
-    `out`/<song name>/ unless that folder exists.
+    """Render one song (a MIDI file with `soundfont`, or an LMMS project or a tracker module
+    with None) into `out`/<song name>/ unless that folder exists.
 
     Raises:
+        SongRejected: its labels or its parts do not hold (no files of the song are left).
         StemsError: a part failed to render (no files of the song are left).
     """
     folder = out / song_name(source, name, soundfont)
@@ -104,7 +156,7 @@ def render_song(out: Path, source: Source, name: str, data: bytes, origin: str,
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        parts, extra = _lmms_parts(data, origin) if source.kind == "lmms" else _midi_parts(data, origin, soundfont)
+        parts, extra, whole = _split(source, data, origin, soundfont)
         rendered = [part.render(partial / f"part{index:02d}") for index, part in enumerate(parts)]
         audible = [float(np.abs(audio).max()) >= SILENCE for audio in rendered]
         length = max((audio.shape[1] for audio, keep in zip(rendered, audible) if keep), default=0)
@@ -113,6 +165,11 @@ def render_song(out: Path, source: Source, name: str, data: bytes, origin: str,
             if keep:
                 stems[part.stem][:, : audio.shape[1]] += audio
         mix = sum(stems.values())
+        if whole is not None:
+            extra["parts_error_db"] = error_db = _parts_error_db(mix, whole(partial / "whole"))
+            if error_db is not None and error_db > -PARTS_ERROR_DB:
+                raise SongRejected(f"{origin}: its parts add up to its whole render within {-error_db:.1f} dB only "
+                                   f"(at least {PARTS_ERROR_DB:.0f} needed)")
         sounding = np.flatnonzero(np.abs(mix).max(axis=0) >= SILENCE)
         if sounding.size < RATE:
             raise StemsError(f"{origin}: renders less than a second of sound")
@@ -152,7 +209,8 @@ def plan(source_names: list[str], limit: int | None, seed: int,
     source, drawn with `seed`.
 
     Raises:
-        StemsError: an unknown source or soundfont, fluidsynth or lmms, a source or every soundfont missing.
+        StemsError: an unknown source or soundfont, fluidsynth, lmms or libopenmpt, a source or
+            every soundfont missing.
     """
     unknown = [name for name in source_names if name not in SOURCES]
     if unknown:
@@ -163,6 +221,8 @@ def plan(source_names: list[str], limit: int | None, seed: int,
         fonts = installed_soundfonts()
     if any(SOURCES[name].kind == "lmms" for name in source_names):
         require("lmms", lmms.APT)
+    if any(SOURCES[name].kind == "module" for name in source_names):
+        openmpt.library()
     if soundfont_names and fonts != [None]:
         known = {font.name: font for font in fonts}
         missing = [name for name in soundfont_names if name not in known]
@@ -188,14 +248,16 @@ def plan(source_names: list[str], limit: int | None, seed: int,
 
 
 def render_all(out: Path, jobs: list, on_result: Callable[[SongResult], None] | None = None) -> list[SongResult]:
-    """Render `jobs` (from `plan`) into `out`: a song that fails is reported and skipped, the
-    others go on; songs.json is rewritten after each song written."""
+    """Render `jobs` (from `plan`) into `out`: a song that fails or is rejected is reported and
+    skipped, the others go on; songs.json is rewritten after each song written."""
     out.mkdir(parents=True, exist_ok=True)
     results = []
     try:
         for source, name, data, origin, font in jobs:
             try:
                 result = render_song(out, source, name, data, origin, font)
+            except SongRejected as error:
+                result = SongResult(song_name(source, name, font), source.name, "rejected", error=str(error))
             except StemsError as error:
                 result = SongResult(song_name(source, name, font), source.name, "failed", error=str(error))
             if result.status == "written":

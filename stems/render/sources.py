@@ -1,8 +1,10 @@
 """The installed Debian packages that hold songs to render, and the soundfonts to render them with.
 
-A source lists its songs as (name, MIDI file or LMMS project bytes, where it came from); a WAD (Doom's archive) is a
-12-byte header ("IWAD"/"PWAD", lump count, directory offset) and a directory of 16-byte entries
-(offset, size, 8-byte name); Freedoom's music lumps are named D_* and hold Standard MIDI Files.
+A source lists its songs as (name, MIDI file, LMMS project or tracker module bytes, where it came
+from); a WAD (Doom's archive) is a 12-byte header ("IWAD"/"PWAD", lump count, directory offset)
+and a directory of 16-byte entries (offset, size, 8-byte name); Freedoom's music lumps are named
+D_* and hold Standard MIDI Files. The tracker modules' packages state their licences in their
+debian/copyright, machine-readable or (pingus-data) in free text.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Callable, Iterator
 
 from ..errors import StemsError
 
-MidiSong = tuple[str, bytes, str]  # (song name, MIDI file or LMMS project bytes, origin: file and lump)
+MidiSong = tuple[str, bytes, str]  # (song name, MIDI file, LMMS project or module bytes, origin: file and lump)
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,14 @@ class Source:
     licence: str  # as the package's debian/copyright states it ("per project": each song's card says)
     description: str
     songs: Callable[[], Iterator[MidiSong]]
-    marker: Path  # a file the package installs: present means installed
-    kind: str = "midi"  # "midi": played with each soundfont; "lmms": an LMMS project, played by lmms
+    marker: Path | tuple[Path, ...]  # files the packages install: all present means installed
+    # "midi": played with each soundfont; "lmms": an LMMS project, played by lmms; "module": a
+    # tracker module, played by libopenmpt
+    kind: str = "midi"
+
+    @property
+    def installed(self) -> bool:
+        return all(marker.exists() for marker in (self.marker if isinstance(self.marker, tuple) else (self.marker,)))
 
 
 @dataclass(frozen=True)
@@ -89,11 +97,16 @@ LMMS_PROJECTS = Path("/usr/share/lmms/projects")
 LMMS_COPYRIGHT = Path("/usr/share/doc/lmms-common/copyright")
 
 
+def _slug(text: str) -> str:
+    """A song name from a file name: lower case, runs of anything but letters and digits as "-"."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
 def _lmms_songs() -> Iterator[MidiSong]:
     """LMMS's demo, shorties and tutorial projects (not its templates, which hold no song)."""
     for path in sorted(LMMS_PROJECTS.rglob("*.mmp*")):
         if path.suffix in (".mmp", ".mmpz"):
-            yield re.sub(r"[^a-z0-9]+", "-", path.stem.lower()).strip("-"), path.read_bytes(), str(path)
+            yield _slug(path.stem), path.read_bytes(), str(path)
 
 
 def debian_licence(copyright_text: str, path: str) -> str:
@@ -115,6 +128,45 @@ def lmms_licence(project: Path) -> str:
     return debian_licence(LMMS_COPYRIGHT.read_text(), relative) or "unknown"
 
 
+@dataclass(frozen=True)
+class ModulePackage:
+    package: str
+    root: Path  # where it installs the game's data, laid out as in the upstream source
+    pattern: str  # its modules, relative to root
+    free_text_licence: str = ""  # the licence its debian/copyright states in free text (not machine-readable)
+
+
+DOC = Path("/usr/share/doc")
+MODULE_SUFFIXES = (".mod", ".xm", ".s3m", ".it")
+MODULE_PACKAGES = (
+    # "GNU General Public License ... either version 2 of the License, or (at your option) any later version"
+    ModulePackage("pingus-data", Path("/usr/share/games/pingus"), "data/music/*", "GPL-2+"),
+    ModulePackage("tecnoballz-data", Path("/usr/share/games/tecnoballz"), "musics/*"),
+    ModulePackage("njam-data", Path("/usr/share/games/njam"), "data/*"),
+)
+
+
+def _module_songs() -> Iterator[MidiSong]:
+    """The tracker modules of Pingus, TecnoballZ and Njam."""
+    def every():
+        for package in MODULE_PACKAGES:
+            for path in sorted(package.root.glob(package.pattern)):
+                if path.suffix.lower() in MODULE_SUFFIXES:
+                    yield _slug(path.stem), path.read_bytes(), str(path)
+    return _distinct(every())
+
+
+def module_licence(module: Path) -> tuple[str, str] | None:
+    """(package, licence) of a module of MODULE_PACKAGES, as the package's debian/copyright states
+    it; None for a file no package of MODULE_PACKAGES installs."""
+    for package in MODULE_PACKAGES:
+        if module.is_relative_to(package.root):
+            text = (DOC / package.package / "copyright").read_text()
+            relative = module.relative_to(package.root).as_posix()
+            return package.package, debian_licence(text, relative) or package.free_text_licence or "unknown"
+    return None
+
+
 SOURCES = {source.name: source for source in (
     Source("freedoom", "freedoom", "BSD-3-Clause", "Freedoom's game music: rock, metal, electronic, orchestral",
            _freedoom_songs, FREEDOOM_DIR / "freedoom2.wad"),
@@ -122,6 +174,9 @@ SOURCES = {source.name: source for source in (
            _openmsx_songs, OPENMSX_DIR),
     Source("lmms", "lmms lmms-common zynaddsubfx-data", "per project",
            "LMMS's demo projects: house, trance, drum and bass, reggaeton, chiptune", _lmms_songs, LMMS_PROJECTS, "lmms"),
+    Source("modules", " ".join(package.package for package in MODULE_PACKAGES), "per package",
+           "Tracker modules of Pingus, TecnoballZ and Njam: game music, jazz, chiptune", _module_songs,
+           tuple(package.root for package in MODULE_PACKAGES), "module"),
 )}
 
 SOUNDFONTS = (
@@ -144,6 +199,6 @@ def installed_soundfonts() -> list[Soundfont]:
 
 
 def check_installed(source: Source) -> None:
-    """Raises StemsError naming the apt-get command when `source`'s package is not installed."""
-    if not source.marker.exists():
+    """Raises StemsError naming the apt-get command when `source`'s packages are not all installed."""
+    if not source.installed:
         raise StemsError(f"{source.name}: not installed: apt-get install -y --no-install-recommends {source.package}")
