@@ -83,7 +83,8 @@ def module_source(tmp_path: Path) -> Source:
     ("bass", "bass"), ("Bass36", "bass"), ("bass-guitar:maz", "bass"), ("whee-analog-bass:*", "bass"),
     ("sub 1", "bass"), ("H-bass", "bass"),
     ("pad", "other"), ("Bassoon", "other"), ("bass-oboe:*", "other"), ("tomato", "other"), ("24000 Subotica", "other"),
-    ("written and tracked by", "other"), ("", "other"), ("hatch", "other"),
+    ("written and tracked by", "other"), ("", "other"), ("hatch", "other"), ("chats", "other"),
+    ("sn 2", "drums"), ("Snarre", "drums"),  # LMMS's track names
 ])
 def test_names_are_labelled_by_drum_and_bass_words(name, stem):
     assert tracker.label("sample", name, ())[0] == stem

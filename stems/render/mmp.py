@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -30,14 +29,12 @@ from statistics import median
 from xml.etree import ElementTree
 
 from ..errors import StemsError
+from .labels import stem_of_name
 
 TABLE = Path(__file__).with_name("lmms_projects.json")
 GENERIC_NAMES = {"default preset", "standard-preset", "default", "default kicker preset"}
 DRUM_FOLDERS = ("drums/", "beats/", "drumsynth/")
 NOT_DRUM_FOLDERS = ("drumsynth/instrument/", "drumsynth/effects/", "drumsynth/misc_fx/")
-DRUM_WORDS = re.compile(r"kick|snare|snarre|clap|hi-?hat|hats?\b|crash|ride|tom\b|drum|perc|shaker|cymbal|\bbd\b|\bsn\b|\bhh\b")
-BASS_WORDS = re.compile(r"bass|\bsub\b")
-BASS_SAMPLE = re.compile(r"bass(?!drum)")
 PLUGIN_STEMS = {"kicker": ("drums", "the kicker plugin, a drum synth"), "lb302": ("bass", "the lb302 plugin, a bass synth")}
 
 
@@ -109,12 +106,11 @@ def _label(name: str, plugin: str, sample: str, reviewed: dict | None) -> tuple[
         return reviewed["stem"], f"reviewed: {reviewed['why']}"
     if sample.startswith(DRUM_FOLDERS) and not sample.startswith(NOT_DRUM_FOLDERS):
         return "drums", f"drum sample {sample}"
-    if BASS_SAMPLE.search(Path(sample).name.lower()):
+    if stem_of_name(Path(sample).name) == "bass":
         return "bass", f"bass sample {sample}"
-    if DRUM_WORDS.search(name.lower()):
-        return "drums", f"named {name!r}"
-    if BASS_WORDS.search(name.lower()):
-        return "bass", f"named {name!r}"
+    stem = stem_of_name(name)
+    if stem is not None:
+        return stem, f"named {name!r}"
     if plugin in PLUGIN_STEMS:
         return PLUGIN_STEMS[plugin]
     return "other", "no drum or bass sample, name or plugin"

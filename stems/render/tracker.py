@@ -4,12 +4,10 @@ sample in a module without instruments, that starts a note in the order list's p
 Labels, first rule that applies: a drum word in the instrument's name (drums), a bass word in it
 (bass), then the same for the names of the samples the instrument plays (read from the file for
 .it and .xm, whose instruments map notes to samples), and for a module without instruments the
-sample's own name; everything else is other. Drum words come first, so a bass drum is drums; the
-bassoon, bass oboe, bass clarinet and bass flute are other; short words (bd, sd, hh, hat, tom,
-ride, rim, sub, bas...) count only where no letter touches them ("bd01", "rack tom", not
-"tomato"). Tracker names are often credits ("written and tracked by") or empty: such a part is
-other, and songs.py rejects a module none of whose parts is named for drums or bass (its drums
-and bass, if any, would be labelled other).
+sample's own name (labels.py's drum and bass words); everything else is other. Tracker names are
+often credits ("written and tracked by") or empty: such a part is other, and songs.py rejects a
+module none of whose parts is named for drums or bass (its drums and bass, if any, would be
+labelled other).
 
 Impulse Tracker instruments can swing each note's volume and pan at random (libopenmpt seeds its
 generator anew for every load), so no two renders of such a module are the same and its parts
@@ -19,17 +17,13 @@ card says so.
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass
 
 from ..errors import StemsError
+from .labels import stem_of_name
 from .openmpt import Module
 
-DRUM_WORDS = re.compile(r"kick|snare|hi-?hat|cymbal|crash|drum|perc|conga|bongo|shaker|tambou?rin|clap|cowbell|"
-                        r"timbale|rimshot|(?<![a-z])(?:bd|sd|hh|hats?|toms?|ride|rim|snr|kik|tamb)(?![a-z])")
-BASS_WORDS = re.compile(r"bass(?!oon|[\s_.:-]*(?:oboe|clarinet|flute))|(?<![a-z])(?:bas|sub)(?![a-z])")
-STEM_WORDS = (("drums", DRUM_WORDS), ("bass", BASS_WORDS))
 IT_RANDOM_SWING = (0x1A, 0x1B)  # an IT 2.x instrument's random volume and pan variation (percent)
 
 
@@ -44,12 +38,6 @@ class Slot:
     notes: int  # notes started with it in the order list's patterns
     stem: str  # drums, bass or other
     reason: str  # why it has its label
-
-
-def stem_of_name(name: str) -> str | None:
-    """drums or bass when `name` holds a drum or a bass word, else None."""
-    lowered = name.lower()
-    return next((stem for stem, words in STEM_WORDS if words.search(lowered)), None)
 
 
 def label(kind: str, name: str, samples: tuple[str, ...]) -> tuple[str, str]:
