@@ -358,7 +358,16 @@ def test_a_signal_while_opening_the_stems_leaves_no_temporary(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_signal_between_the_renames_still_puts_every_stem_in_place(tmp_path, monkeypatch):
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt in this process even where the tests started with SIGINT
+    ignored (a background job), where Python does not install its handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_between_the_renames_still_puts_every_stem_in_place(tmp_path, monkeypatch, sigint_raises):
     import stems.audio
     from stems.audio import StemFiles
 
