@@ -116,13 +116,13 @@ def test_wad_lumps_are_read_by_their_directory(tmp_path):
 
 
 def test_a_source_that_is_not_installed_names_its_apt_get(tmp_path):
-    missing = Source("x", "freedoom", "BSD-3-Clause", "", lambda: iter(()), tmp_path / "nothing.wad")
+    missing = Source("x", "freedoom", "BSD-3-Clause", "", lambda: iter(()), (tmp_path / "nothing.wad",))
     with pytest.raises(StemsError, match="apt-get install -y --no-install-recommends freedoom"):
         check_installed(missing)
 
 
 def fake_source(tmp_path: Path) -> Source:
-    return Source("tiny", "none", "CC0", "test songs", lambda: iter(()), tmp_path)
+    return Source("tiny", "none", "CC0", "test songs", lambda: iter(()), (tmp_path,))
 
 
 def test_the_cli_refuses_an_unknown_source_in_one_line(tmp_path):

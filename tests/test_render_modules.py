@@ -73,7 +73,7 @@ def tiny_module(names: tuple[str, str, str, str] = ("kick", "bass", "pad", "shak
 
 
 def module_source(tmp_path: Path) -> Source:
-    return Source("tiny", "none", "CC0", "test modules", lambda: iter(()), tmp_path, "module")
+    return Source("tiny", "none", "CC0", "test modules", lambda: iter(()), (tmp_path,), "module")
 
 
 @pytest.mark.parametrize("name, stem", [
@@ -237,7 +237,7 @@ def test_a_missing_libopenmpt_is_one_line_naming_its_apt_get(tmp_path, monkeypat
 
 
 def test_a_missing_module_package_names_the_apt_get_of_all_three(tmp_path):
-    missing = dataclasses.replace(SOURCES["modules"], marker=(tmp_path, tmp_path / "not-installed"))
+    missing = dataclasses.replace(SOURCES["modules"], markers=(tmp_path, tmp_path / "not-installed"))
     with pytest.raises(StemsError, match="modules: not installed: apt-get install -y --no-install-recommends "
                                          "pingus-data tecnoballz-data njam-data"):
         check_installed(missing)

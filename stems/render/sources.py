@@ -29,14 +29,14 @@ class Source:
     licence: str  # as the package's debian/copyright states it ("per project": each song's card says)
     description: str
     songs: Callable[[], Iterator[MidiSong]]
-    marker: Path | tuple[Path, ...]  # files the packages install: all present means installed
+    markers: tuple[Path, ...]  # files the packages install: all present means installed
     # "midi": played with each soundfont; "lmms": an LMMS project, played by lmms; "module": a
     # tracker module, played by libopenmpt
     kind: str = "midi"
 
     @property
     def installed(self) -> bool:
-        return all(marker.exists() for marker in (self.marker if isinstance(self.marker, tuple) else (self.marker,)))
+        return all(marker.exists() for marker in self.markers)
 
 
 @dataclass(frozen=True)
@@ -169,11 +169,11 @@ def module_licence(module: Path) -> tuple[str, str] | None:
 
 SOURCES = {source.name: source for source in (
     Source("freedoom", "freedoom", "BSD-3-Clause", "Freedoom's game music: rock, metal, electronic, orchestral",
-           _freedoom_songs, FREEDOOM_DIR / "freedoom2.wad"),
+           _freedoom_songs, (FREEDOOM_DIR / "freedoom2.wad",)),
     Source("openmsx", "openttd-openmsx", "GPL-2", "OpenMSX, OpenTTD's music: ragtime, blues, jazz, pop",
-           _openmsx_songs, OPENMSX_DIR),
+           _openmsx_songs, (OPENMSX_DIR,)),
     Source("lmms", "lmms lmms-common zynaddsubfx-data", "per project",
-           "LMMS's demo projects: house, trance, drum and bass, reggaeton, chiptune", _lmms_songs, LMMS_PROJECTS, "lmms"),
+           "LMMS's demo projects: house, trance, drum and bass, reggaeton, chiptune", _lmms_songs, (LMMS_PROJECTS,), "lmms"),
     Source("modules", " ".join(package.package for package in MODULE_PACKAGES), "per package",
            "Tracker modules of Pingus, TecnoballZ and Njam: game music, jazz, chiptune", _module_songs,
            tuple(package.root for package in MODULE_PACKAGES), "module"),
