@@ -4,6 +4,7 @@ track, mean over tracks. Oracle masks as baselines."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable
@@ -159,7 +160,9 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
                      progress: Callable[[], None] | None = None,
                      cache_keys: dict[str, str] | None = None) -> dict[str, dict[str, dict]]:
     """Score every system on every track, `jobs` tracks at a time; results are cached per
-    (system, track) as JSON so an interrupted evaluation resumes.
+    (system, track, references) as JSON so an interrupted evaluation resumes. The entry is named
+    by a digest of the track's references too: two folders holding a song of the same name (the
+    song as released and remixed) never share scores.
 
     Args:
         tracks: (name, references (sources, channels, samples)).
@@ -171,9 +174,10 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
     """
     results: dict[str, dict[str, dict]] = {s: {} for s in systems}
     pending = []
+    digests = {track: _digest(references) for track, references in tracks} if cache_dir is not None else {}
     for system, estimate in systems.items():
         for track, references in tracks:
-            cached = _read_cache(_cache_file(cache_dir, (cache_keys or {}).get(system, system), track), names)
+            cached = _read_cache(_cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests), names)
             if cached is not None:
                 results[system][track] = cached
                 if progress:
@@ -183,7 +187,7 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
 
     def store(system: str, track: str, scores: dict) -> None:
         results[system][track] = scores
-        cached = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track)
+        cached = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.with_suffix(".tmp").write_text(json.dumps(scores))
@@ -203,11 +207,16 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
     return results
 
 
-def _cache_file(cache_dir: Path | None, system: str, track: str) -> Path | None:
+def _digest(references: np.ndarray) -> str:
+    """16 hex digits of the sha256 of a track's references (their float32 samples)."""
+    return hashlib.sha256(np.ascontiguousarray(references, dtype=np.float32)).hexdigest()[:16]
+
+
+def _cache_file(cache_dir: Path | None, system: str, track: str, digests: dict[str, str]) -> Path | None:
     if cache_dir is None:
         return None
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{system}__{track}")
-    return cache_dir / f"{safe}.json"
+    return cache_dir / f"{safe}__{digests[track]}.json"
 
 
 def _read_cache(path: Path | None, names: tuple[str, ...]) -> dict | None:
@@ -263,6 +272,15 @@ def reference_tracks(musdb_root: Path | None, subset: str, split: str | None, is
         if not songs:
             raise StemsError(f"{musdb_root}: no MUSDB18 tracks in subset '{subset}'" + (f" split '{split}'" if split else ""))
     return [(song.name, np.asarray(song.stems, dtype=np.float32)) for song in songs]
+
+
+def estimates_key(directory: Path) -> str:
+    """What names an estimates folder's cache entries: its path and every file's size and
+    modification time, so outputs written there again are scored again."""
+    files = sorted(path for path in directory.rglob("*") if path.is_file())
+    stats = [(str(path.relative_to(directory)), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+    digest = hashlib.sha256(json.dumps([str(directory.resolve()), stats]).encode()).hexdigest()[:16]
+    return f"estimates-{directory.name}-{digest}"
 
 
 def estimates_reader(directory: Path, names: tuple[str, ...], sample_rate: int = 44100):

@@ -112,6 +112,25 @@ def test_results_are_cached_and_resumed(tmp_path, references):
     assert len(calls) == 2 and third == first and "uSDR" in json.loads(cached.read_text())["vocals"]
 
 
+def test_cache_is_per_references_not_per_track_name(tmp_path, references):
+    """A song of the same name with other references (the song remixed in another folder) is
+    scored anew, not read from the first one's cache entry."""
+    calls = []
+
+    def system(track, refs):
+        calls.append(1)
+        return {n: refs.sum(axis=0) / len(NAMES) for n in NAMES}
+
+    first = evaluate_systems([("song", references)], {"mix": system}, NAMES, cache_dir=tmp_path)
+    remixed = references.copy()
+    remixed[NAMES.index("vocals")] *= 0.1
+    second = evaluate_systems([("song", remixed)], {"mix": system}, NAMES, cache_dir=tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.json"))) == 2
+    assert second["mix"]["song"]["vocals"]["uSDR"] != pytest.approx(first["mix"]["song"]["vocals"]["uSDR"])
+    again = evaluate_systems([("song", remixed)], {"mix": system}, NAMES, cache_dir=tmp_path)
+    assert len(calls) == 2 and again == second
+
+
 def _stems_dir(root, seconds=2.0):
     import soundfile as sf
 
@@ -135,6 +154,20 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
     common = ["evaluate", "--stems-dir", "refs", "--checkpoint", str(tiny_checkpoint), "--cache", "cache"]
     missing = CliRunner().invoke(app, common + ["--mask", "", "--oracle", "", "--estimates", "est"])
     assert missing.exit_code == 1 and "estimate missing for track 'two'" in missing.output
+    for stem in NAMES:  # the other track's estimates: written, scored, then written again
+        (tmp_path / "est" / "two").mkdir(exist_ok=True)
+        (tmp_path / "est" / "two" / f"{stem}.wav").write_bytes((tmp_path / "refs" / "two" / f"{stem}.wav").read_bytes())
+    exact = CliRunner().invoke(app, common + ["--mask", "", "--oracle", "", "--estimates", "est", "--json", "e.json"])
+    assert exact.exit_code == 0, exact.output
+    rewritten = tmp_path / "est" / "two" / "vocals.wav"
+    rewritten.write_bytes((tmp_path / "refs" / "two" / "drums.wav").read_bytes())
+    wrong = CliRunner().invoke(app, common + ["--mask", "", "--oracle", "", "--estimates", "est", "--json", "w.json"])
+    assert wrong.exit_code == 0, wrong.output
+    scores = [json.loads((tmp_path / name).read_text())["tracks"]["estimates est"]["two"]["vocals"]["uSDR"]
+              for name in ("e.json", "w.json")]
+    assert scores[0] > 30 and scores[1] < 10  # the new outputs were scored, not the cached ones
+    for stem in NAMES:
+        (tmp_path / "est" / "two" / f"{stem}.wav").unlink()
     result = CliRunner().invoke(app, common + ["--mask", "soft", "--oracle", "mix", "--json", "r.json",
                                                "--markdown", "r.md", "--chart", "r.png", "--plot", "one"])
     assert result.exit_code == 0, result.output

@@ -47,8 +47,8 @@ def evaluate(
     from rich.progress import MofNCompleteColumn
 
     from ..config import STFTConfig
-    from ..evaluate import (ORACLES, estimates_reader, evaluate_systems, oracle_estimates, reference_sources, reference_tracks,
-                            summary_table, two_stem_references, two_stem_system)
+    from ..evaluate import (ORACLES, estimates_key, estimates_reader, evaluate_systems, oracle_estimates,
+                            reference_sources, reference_tracks, summary_table, two_stem_references, two_stem_system)
     from ..report import bar_chart, markdown_table
     from ..separator import Separator
 
@@ -81,6 +81,7 @@ def evaluate(
                              + (f"-gate{gate_db:g}" if gate_db != float("-inf") else ""))
     if estimates is not None:
         systems[f"estimates {estimates.name}"] = estimates_reader(estimates, names)
+        cache_keys[f"estimates {estimates.name}"] = estimates_key(estimates)
     for kind in oracle_kinds:
         systems["mixture" if kind == "mix" else f"oracle {kind.upper()}"] = \
             lambda track, refs, kind=kind: oracle_estimates(refs, names, kind, STFTConfig())
