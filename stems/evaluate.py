@@ -177,7 +177,8 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
     digests = {track: _digest(references) for track, references in tracks} if cache_dir is not None else {}
     for system, estimate in systems.items():
         for track, references in tracks:
-            cached = _read_cache(_cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests), names)
+            entry = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests.get(track))
+            cached = _read_cache(entry, names)
             if cached is not None:
                 results[system][track] = cached
                 if progress:
@@ -187,7 +188,7 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
 
     def store(system: str, track: str, scores: dict) -> None:
         results[system][track] = scores
-        cached = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests)
+        cached = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests.get(track))
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.with_suffix(".tmp").write_text(json.dumps(scores))
@@ -212,11 +213,11 @@ def _digest(references: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(references, dtype=np.float32)).hexdigest()[:16]
 
 
-def _cache_file(cache_dir: Path | None, system: str, track: str, digests: dict[str, str]) -> Path | None:
+def _cache_file(cache_dir: Path | None, system: str, track: str, digest: str | None) -> Path | None:
     if cache_dir is None:
         return None
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{system}__{track}")
-    return cache_dir / f"{safe}__{digests[track]}.json"
+    return cache_dir / f"{safe}__{digest}.json"
 
 
 def _read_cache(path: Path | None, names: tuple[str, ...]) -> dict | None:
@@ -278,7 +279,7 @@ def estimates_key(directory: Path) -> str:
     """What names an estimates folder's cache entries: its path and every file's size and
     modification time, so outputs written there again are scored again."""
     files = sorted(path for path in directory.rglob("*") if path.is_file())
-    stats = [(str(path.relative_to(directory)), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+    stats = [(str(path.relative_to(directory)), (stat := path.stat()).st_size, stat.st_mtime_ns) for path in files]
     digest = hashlib.sha256(json.dumps([str(directory.resolve()), stats]).encode()).hexdigest()[:16]
     return f"estimates-{directory.name}-{digest}"
 

@@ -154,8 +154,8 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
     common = ["evaluate", "--stems-dir", "refs", "--checkpoint", str(tiny_checkpoint), "--cache", "cache"]
     missing = CliRunner().invoke(app, common + ["--mask", "", "--oracle", "", "--estimates", "est"])
     assert missing.exit_code == 1 and "estimate missing for track 'two'" in missing.output
+    (tmp_path / "est" / "two").mkdir()
     for stem in NAMES:  # the other track's estimates: written, scored, then written again
-        (tmp_path / "est" / "two").mkdir(exist_ok=True)
         (tmp_path / "est" / "two" / f"{stem}.wav").write_bytes((tmp_path / "refs" / "two" / f"{stem}.wav").read_bytes())
     exact = CliRunner().invoke(app, common + ["--mask", "", "--oracle", "", "--estimates", "est", "--json", "e.json"])
     assert exact.exit_code == 0, exact.output
@@ -166,8 +166,6 @@ def test_evaluate_command_reports_and_estimates(tmp_path, tiny_checkpoint, monke
     scores = [json.loads((tmp_path / name).read_text())["tracks"]["estimates est"]["two"]["vocals"]["uSDR"]
               for name in ("e.json", "w.json")]
     assert scores[0] > 30 and scores[1] < 10  # the new outputs were scored, not the cached ones
-    for stem in NAMES:
-        (tmp_path / "est" / "two" / f"{stem}.wav").unlink()
     result = CliRunner().invoke(app, common + ["--mask", "soft", "--oracle", "mix", "--json", "r.json",
                                                "--markdown", "r.md", "--chart", "r.png", "--plot", "one"])
     assert result.exit_code == 0, result.output
