@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from . import spectral
+from .atomic import atomic_path
 from .config import STFTConfig
 from .errors import StemsError
 from .masks import binary_targets, ratio_targets
@@ -175,10 +176,13 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
     results: dict[str, dict[str, dict]] = {s: {} for s in systems}
     pending = []
     digests = {track: _digest(references) for track, references in tracks} if cache_dir is not None else {}
+
+    def entry(system: str, track: str) -> Path | None:
+        return _cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests.get(track))
+
     for system, estimate in systems.items():
         for track, references in tracks:
-            entry = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests.get(track))
-            cached = _read_cache(entry, names)
+            cached = _read_cache(entry(system, track), names)
             if cached is not None:
                 results[system][track] = cached
                 if progress:
@@ -188,11 +192,11 @@ def evaluate_systems(tracks: list[tuple[str, np.ndarray]], systems: dict[str, Ca
 
     def store(system: str, track: str, scores: dict) -> None:
         results[system][track] = scores
-        cached = _cache_file(cache_dir, (cache_keys or {}).get(system, system), track, digests.get(track))
+        cached = entry(system, track)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.with_suffix(".tmp").write_text(json.dumps(scores))
-            cached.with_suffix(".tmp").replace(cached)
+            with atomic_path(cached) as temporary:
+                temporary.write_text(json.dumps(scores))
         if progress:
             progress()
 
