@@ -12,37 +12,44 @@ the split, to be scored with `stems evaluate --estimates OUT --mask '' --oracle 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import musdb
 import numpy as np
 import soundfile as sf
 
+from stems.atomic import atomic_path
+from stems.errors import StemsError
+from stems.evaluate import reference_tracks
 from stems.separator import Separator
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="registry names or checkpoint files (.onnx, or .pt run in torch)")
-    parser.add_argument("--musdb", type=Path, required=True, help="MUSDB18 root")
-    parser.add_argument("--subset", default="train")
-    parser.add_argument("--split", default="valid")
+    parser.add_argument("--musdb", type=Path, help="MUSDB18 root")
+    parser.add_argument("--split", default="valid", help="with --musdb: MUSDB18 train's split")
+    parser.add_argument("--stems-dir", type=Path, help="or references as <DIR>/<song>/<stem>.*")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     if len(args.models) < 2:
         parser.error("give at least two models")
 
-    separators = [Separator.from_checkpoint(m, runtime="torch" if m.endswith(".pt") else None) for m in args.models]
-    split = args.split if args.subset == "train" else None
-    for track in musdb.DB(root=str(args.musdb), subsets=args.subset, split=split):
-        mix = track.audio.T.astype(np.float32)  # (2, samples)
-        separations = [s.separate(mix, track.rate, mask="soft") for s in separators]
-        folder = args.out / track.name
+    try:
+        tracks = reference_tracks(args.musdb, "train", args.split, False, args.stems_dir, Path(".cache/stems-data"))
+        separators = [Separator.from_checkpoint(m, runtime="torch" if m.endswith(".pt") else None) for m in args.models]
+    except StemsError as error:
+        sys.exit(f"error: {error}")
+    for name, references in tracks:
+        mix = references.sum(axis=0)  # (channels, samples)
+        separations = [s.separate(mix, 44100, mask="soft") for s in separators]
+        folder = args.out / name
         folder.mkdir(parents=True, exist_ok=True)
         for stem in separations[0]:
-            mean = np.mean([stems[stem] for stems in separations], axis=0)  # (2, samples)
-            sf.write(folder / f"{stem}.wav", mean.T, track.rate, subtype="FLOAT")
-        print(track.name, flush=True)
+            mean = np.mean([stems[stem] for stems in separations], axis=0)  # (channels, samples)
+            with atomic_path(folder / f"{stem}.wav") as temporary:
+                sf.write(temporary, mean.T, 44100, format="WAV", subtype="FLOAT")
+        print(name, flush=True)
 
 
 if __name__ == "__main__":
