@@ -150,7 +150,8 @@ def separate(args: argparse.Namespace) -> None:
         folder = args.out / name
         folder.mkdir(parents=True, exist_ok=True)
         for index, source in enumerate(sources):
-            sf.write(folder / f"{source}.wav", stems[index].T.numpy(), RATE, subtype="FLOAT")
+            with atomic_path(folder / f"{source}.wav") as temporary:
+                sf.write(temporary, stems[index].T.numpy(), RATE, format="WAV", subtype="FLOAT")
         print(f"{name}: written", flush=True)
 
 
