@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stems.engine import load_engine
+from stems.engine import load_engines
 
 RATE = 44100
 CC0 = Path(__file__).resolve().parents[1].parent / "shared/data/eir-cc0/train/Lithium"
@@ -75,8 +75,8 @@ def run_cli(path: Path, out: Path, args: argparse.Namespace, runtime: str) -> tu
 def startup_seconds(checkpoint: str, runtime: str) -> float:
     """Interpreter start, the CLI's imports and the model load, in a fresh process."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import stems.cli; from stems.engine import load_engine; "
-                    f"load_engine({checkpoint!r}, {runtime!r})"], check=True)
+    subprocess.run([sys.executable, "-c", "import stems.cli; from stems.engine import load_engines; "
+                    f"load_engines({checkpoint!r}, {runtime!r})"], check=True)
     return time.perf_counter() - started
 
 
@@ -103,7 +103,7 @@ def stages(path: Path, out: Path, checkpoint: str, runtime: str, threads: int | 
     from stems.files import separate_file
     from stems.separator import Separator
 
-    engine = load_engine(checkpoint, runtime, threads)
+    engines, card = load_engines(checkpoint, runtime, threads)
     times = dict.fromkeys(("STFT", "network", "masks", "reconstruct (mask x STFT + iSTFT)"), 0.0)
 
     def timed(stage, function):
@@ -119,17 +119,18 @@ def stages(path: Path, out: Path, checkpoint: str, runtime: str, threads: int | 
     pipeline.spectral.stft_frames = timed("STFT", originals[0])
     pipeline.inference_masks = timed("masks", originals[1])
     pipeline.reconstruct = timed("reconstruct (mask x STFT + iSTFT)", originals[2])
-    engine.logits = timed("network", engine.logits)
+    for engine in engines:
+        engine.logits = timed("network", engine.logits)
     try:
         started = time.perf_counter()
-        separate_file(Separator(engine), path, out, overwrite=True)
+        separate_file(Separator(engines, card=card), path, out, overwrite=True)
         whole = time.perf_counter() - started
     finally:
         pipeline.spectral.stft_frames, pipeline.inference_masks, pipeline.reconstruct = originals
     times["separate_file, wall (read, STFT, network beside the rest)"] = whole
     times["start-up (interpreter, imports, model load)"] = startup_seconds(checkpoint, runtime)
     started = time.perf_counter()
-    separate_file(Separator(_NoNetwork(engine)), path, out / "floor", overwrite=True)
+    separate_file(Separator([_NoNetwork(e) for e in engines], card=card), path, out / "floor", overwrite=True)
     times["no-network floor: the same file without the network"] = time.perf_counter() - started
     return times
 

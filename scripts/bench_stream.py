@@ -67,10 +67,10 @@ def main() -> None:
     separator = Separator.from_checkpoint(args.checkpoint, args.runtime, args.threads)
     audio, what = song(args.seconds)
     block = int(round(args.block_ms * separator.sample_rate / 1000))
-    algorithmic = 1000 * (latency_samples(separator.engine, separator.stft) + block) / separator.sample_rate
+    algorithmic = 1000 * (latency_samples(separator) + block) / separator.sample_rate
     print(f"command: python {' '.join(sys.argv)}")
     print(f"checkpoint {args.checkpoint} ({args.runtime}, {args.threads} threads): {args.seconds:g} s of {what}, blocks of {args.block_ms:g} ms; "
-          f"algorithmic latency {algorithmic:.0f} ms (look-ahead {separator.engine.lookahead} frames + STFT window + block)")
+          f"algorithmic latency {algorithmic:.0f} ms (look-ahead {max(e.lookahead for e in separator.engines)} frames + STFT window + block)")
     for paced in (False, True):
         r = run(separator, audio, block, paced)
         label = "paced at real time" if paced else "as fast as possible"

@@ -2,8 +2,15 @@
 mask by that table, write checkpoints/<name>-<sha8>.pt and its ONNX export <name>-<sha8>.onnx
 (what inference runs), and register both, with their sha256, in checkpoints/registry.json.
 
+Given several models, ship an ensemble of them (`stems.ensemble`: each separates with its own
+STFT, the stems are averaged): each member (a run's checkpoint or a registered name) is shipped
+as <name>-m<i>-<sha8>.pt/.onnx (its card keeps its training, with licences, and its metrics), and
+the measured table of the whole goes in checkpoints/<name>-<sha8>.json, registered as `name`.
+
 Run: python scripts/export_checkpoint.py runs/default-v1/best-<sha8>.pt --evaluation valid.json --name default
      (valid.json from: stems evaluate --checkpoint runs/default-v1/best-<sha8>.pt --json valid.json ...)
+     python scripts/export_checkpoint.py quality runs/n4096/best-<sha8>.pt --evaluation valid.json --name quality
+     (valid.json from: stems evaluate --checkpoint of scripts/make_ensemble.py's ensemble ...)
      python scripts/export_checkpoint.py --onnx-only default   (export a registered checkpoint's ONNX again)
 """
 
@@ -13,9 +20,11 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 from stems.checkpoint import load_checkpoint, save_checkpoint
 from stems.config import TrainConfig, config_from_dict
+from stems.ensemble import write_ensemble
 from stems.export import export_onnx, register
 from stems.registry import CHECKPOINT_DIR
 from stems.train import data_licences, init_checkpoint
@@ -26,27 +35,47 @@ DERIVED = ("path", "sha256", "weights_sha256", "format", "model", "stft", "model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="A run's checkpoint file, or with --onnx-only a registry name")
+    parser.add_argument("checkpoints", nargs="+",
+                        help="A run's checkpoint file (several: an ensemble's members, files or registered names), "
+                             "or with --onnx-only a registry name")
     parser.add_argument("--evaluation", type=Path, help="JSON written by `stems evaluate --json`")
     parser.add_argument("--name", default="default")
     parser.add_argument("--command", default="", help="The evaluate command that produced the JSON (kept in the card).")
     parser.add_argument("--onnx-only", action="store_true", help="Only export and register the ONNX model again.")
     args = parser.parse_args()
-    model, stft, card = load_checkpoint(args.checkpoint)
     if args.onnx_only:
-        path = export_onnx(model, stft, card, CHECKPOINT_DIR, args.checkpoint)
-        register(args.checkpoint, {"onnx": path})
+        name = args.checkpoints[0]
+        model, stft, card = load_checkpoint(name)
+        path = export_onnx(model, stft, card, CHECKPOINT_DIR, name)
+        register(name, {"onnx": path})
         print(f"{path} ({path.stat().st_size / 1e6:.2f} MB)")
         return
     if args.evaluation is None:
         parser.error("--evaluation is required to ship a checkpoint")
     evaluation = json.loads(args.evaluation.read_text())
-    summary = evaluation["summary"]
-    ours = {k: v for k, v in summary.items() if k.startswith("stems ")}
-    best_system = max(ours, key=lambda k: ours[k]["mean"])
-    for key in DERIVED:
-        card.pop(key, None)
+    if len(args.checkpoints) > 1:
+        ship_ensemble(args.checkpoints, evaluation, args.name, args.command)
+        return
+    model, stft, card = load_checkpoint(args.checkpoints[0])
+    card = shipped_card(card) | measured(evaluation, args.command, card.get("metrics", {}))
+    pt = save_checkpoint(model, stft, card, CHECKPOINT_DIR, args.name)
+    model, stft, card = load_checkpoint(pt)
+    onnx = export_onnx(model, stft, card, CHECKPOINT_DIR, args.name)
+    register(args.name, {"torch": pt, "onnx": onnx})
+    print(f"{pt} ({pt.stat().st_size / 1e6:.2f} MB), {onnx.name}, default mask {card['default_mask']}")
+
+
+def shipped_card(card: dict[str, Any]) -> dict[str, Any]:
+    """A run's card without what saving derives, every training source with its licence (a
+    bag's: each member's)."""
+    card = {key: value for key, value in card.items() if key not in DERIVED}
     training = card.get("training", {})
+    for stage in [member["training"] for member in training.get("bag_of", [])] or [training]:
+        _add_licences(stage)
+    return card
+
+
+def _add_licences(training: dict[str, Any]) -> None:
     if "config" in training:  # every training source with its licence (runs from before the card listed them too)
         known = {field.name for field in dataclasses.fields(TrainConfig)}
         data = {key: value for key, value in training["config"]["train"].items() if key in known}
@@ -54,21 +83,39 @@ def main() -> None:
         training["licences"] = data_licences(config)
         if config.train.init and "init" not in training:  # runs from before the card named their init's data
             training["init"] = init_checkpoint(config)[1]
-    card["default_mask"] = best_system.rsplit(" ", 1)[-1]
-    card["metrics"] = {
+
+
+def measured(evaluation: dict[str, Any], command: str, during_training: dict[str, Any]) -> dict[str, Any]:
+    """The card's default mask (the better on validation) and metrics, from `stems evaluate --json`."""
+    summary = evaluation["summary"]
+    ours = {k: v for k, v in summary.items() if k.startswith("stems ")}
+    best_system = max(ours, key=lambda k: ours[k]["mean"])
+    metrics = {
         "musdb_valid_bsseval_v4_sdr": summary,
         "aggregation": "median over 1-s frames, then median over the 14 MUSDB18 valid tracks (7-s previews)",
-        "command": args.command,
-        "during_training": card.get("metrics", {}),
+        "command": command,
+        "during_training": during_training,
     }
     if "two_stems" in evaluation:
         two = evaluation["two_stems"]
-        card["metrics"]["musdb_valid_two_stems_sdr"] = {"stem": two["stem"], "summary": two["summary"]}
-    pt = save_checkpoint(model, stft, card, CHECKPOINT_DIR, args.name)
-    model, stft, card = load_checkpoint(pt)
-    onnx = export_onnx(model, stft, card, CHECKPOINT_DIR, args.name)
-    register(args.name, {"torch": pt, "onnx": onnx})
-    print(f"{pt} ({pt.stat().st_size / 1e6:.2f} MB), {onnx.name}, default mask {card['default_mask']}")
+        metrics["musdb_valid_two_stems_sdr"] = {"stem": two["stem"], "summary": two["summary"]}
+    return {"default_mask": best_system.rsplit(" ", 1)[-1], "metrics": metrics}
+
+
+def ship_ensemble(members: list[str], evaluation: dict[str, Any], name: str, command: str) -> None:
+    """Ship each member (a checkpoint file or registered name) as `name`-m<i> and register `name`
+    as their ensemble."""
+    files = []
+    for i, member in enumerate(members, 1):
+        model, stft, card = load_checkpoint(member)
+        pt = save_checkpoint(model, stft, shipped_card(card), CHECKPOINT_DIR, f"{name}-m{i}")
+        model, stft, card = load_checkpoint(pt)
+        files.append({"torch": pt, "onnx": export_onnx(model, stft, card, CHECKPOINT_DIR, f"{name}-m{i}")})
+    card = measured(evaluation, command, {})
+    del card["metrics"]["during_training"]
+    path = write_ensemble(files, card, CHECKPOINT_DIR, name)
+    register(name, {"ensemble": path})
+    print(f"{path}: an ensemble of {len(files)} models, default mask {card['default_mask']}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def main() -> None:
     names, rate = separator.sources, separator.sample_rate
 
     def magnitudes(waves: np.ndarray) -> np.ndarray:  # (..., channels, samples) -> (..., bins, frames), left channel
-        return np.abs(spectral.stft(np.ascontiguousarray(waves[..., 0, :]), separator.stft))
+        return np.abs(spectral.stft(np.ascontiguousarray(waves[..., 0, :]), separator.engines[0].stft))
 
     unknown = [name for name in args.track if name not in tracks]
     if unknown:  # before any figure is written
@@ -43,7 +43,7 @@ def main() -> None:
         path = args.out / f"stems-{''.join(c if c.isalnum() else '-' for c in name.lower())}.png"
         stem_spectrogram_plot(magnitudes(references.sum(axis=0)), magnitudes(references),
                               magnitudes(np.stack([estimates[n] for n in names])), names, rate,
-                              separator.stft.hop_length, path,
+                              separator.hop_length, path,
                               f"{name}, {args.start:g}-{args.start + args.seconds:g} s, {separator.default_mask} masks of "
                               f"{Path(separator.card['path']).name}; SDR " +
                               ", ".join(f"{n} {scores[n]['SDR']:.1f}" for n in names) + " dB")

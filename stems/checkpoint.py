@@ -23,6 +23,7 @@ import torch
 from .atomic import atomic_path
 from .bag import MaskBag
 from .config import STFTConfig, config_from_dict
+from .ensemble import is_ensemble
 from .errors import StemsError
 from .model import MaskNet
 from .registry import resolve, sha256_of, verify
@@ -107,6 +108,9 @@ def _model_from_card(card: dict[str, Any], n_bins: int, path: Path) -> MaskNet |
 def load_checkpoint(name_or_path: str | Path | None = None) -> tuple[MaskNet | MaskBag, STFTConfig, dict[str, Any]]:
     """-> (model in eval mode, its STFT settings, its card)."""
     path = resolve(name_or_path, "torch")
+    if is_ensemble(path):
+        raise StemsError(f"{path}: an ensemble of models (stems.ensemble), where one checkpoint is needed: "
+                         "name one of its members' .pt files")
     card, state = read_card(path)
     try:
         stft = STFTConfig(**card["stft"])

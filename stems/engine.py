@@ -4,7 +4,8 @@ An engine maps mix magnitudes to mask logits, offline over a range of frames or 
 state that it hands back (the time caches of `stems.model.TimeCaches`). Two implement it: the
 ONNX Runtime engine here (numpy in and out, no torch: what `stems separate` and `stems stream`
 ship with) and the torch engine of `stems.torch_engine` (training, validation, `--runtime torch`).
-`load_engine` picks one by the model file's suffix through `ENGINES`.
+`load_engines` picks one by the model file's suffix through `ENGINES`, one per member for an
+ensemble (several models, each with its own STFT, whose stems the separator averages).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from . import registry
+from . import ensemble, registry
 from .config import STFTConfig
 from .errors import MissingExtra, StemsError
 
@@ -143,18 +144,54 @@ def _session(path: Path, threads: int, providers: list[str]):
 ENGINES = {"onnx": "stems.engine:OnnxEngine", "torch": "stems.torch_engine:TorchEngine.from_file"}
 
 
-def load_engine(name_or_path: str | Path | None = None, runtime: str | None = None, threads: int | None = None,
-                device: str = "cpu") -> MaskEngine:
-    """A registry name ("default" when None) or a model file -> its engine.
+def load_engines(name_or_path: str | Path | None = None, runtime: str | None = None, threads: int | None = None,
+                 device: str = "cpu") -> tuple[list[MaskEngine], dict[str, Any]]:
+    """A registry name ("default" when None) or a model file -> (its engines, its card).
 
-    `runtime` ("onnx" or "torch") picks a registered model's file; a file's suffix says which it
-    is. CUDA takes the torch runtime unless "onnx" is asked for."""
+    A model file gives one engine and its card; an ensemble (`stems.ensemble`) one engine per
+    member, in order, and the ensemble's card. `runtime` ("onnx" or "torch") picks a registered
+    model's files; a file's suffix says which it is. CUDA takes the torch runtime unless "onnx"
+    is asked for."""
     if runtime is None and device.startswith("cuda"):
         runtime = "torch"
     path = registry.resolve(name_or_path, runtime)
-    if not path.exists() and path.suffix not in registry.SUFFIXES.values():
+    known = (*registry.SUFFIXES.values(), ensemble.SUFFIX)
+    if not path.exists() and path.suffix not in known:
         names = ", ".join(sorted(registry.registry()["models"])) or "none"
         raise StemsError(f"{name_or_path}: no such model (not a file, nor a registered name: {names})")
+    if not ensemble.is_ensemble(path):
+        engine = _load_file(path, threads, device)
+        return [engine], engine.card
+    files, card = ensemble.read_ensemble(path, runtime)
+    if threads is None and len(files) > 1:
+        threads = os.cpu_count() or 2  # the members' networks outweigh the reconstruction beside them
+    engines = [_load_file(file, threads, device) for file in files]
+    check_members(engines, path.name)
+    return engines, ensemble.ensemble_card(card, [engine.card for engine in engines])
+
+
+def check_members(engines: list[MaskEngine], what: str) -> None:
+    """An ensemble's members must share sources, channels, sample rate and hop length (their
+    chunks and frames line up); `what` names the ensemble in the error."""
+    first = engines[0]
+    for engine in engines[1:]:
+        shared = (engine.sources, engine.audio_channels, engine.stft.sample_rate, engine.stft.hop_length)
+        if shared != (first.sources, first.audio_channels, first.stft.sample_rate, first.stft.hop_length):
+            raise StemsError(f"{what}: member {Path(engine.card['path']).name} differs from "
+                             f"{Path(first.card['path']).name} in sources, channels, sample rate or hop length "
+                             "(an ensemble's members must share them)")
+
+
+def load_engine(name_or_path: str | Path | None = None, runtime: str | None = None, threads: int | None = None,
+                device: str = "cpu") -> MaskEngine:
+    """The engine of a single model (not an ensemble): see `load_engines`."""
+    engines, card = load_engines(name_or_path, runtime, threads, device)
+    if len(engines) > 1:
+        raise StemsError(f"{card['path']}: an ensemble of {len(engines)} models, where one model is needed")
+    return engines[0]
+
+
+def _load_file(path: Path, threads: int | None, device: str) -> MaskEngine:
     kind = registry.runtime_of(path)
     module, _, attribute = ENGINES[kind].partition(":")
     try:

@@ -1,4 +1,5 @@
-"""Export a torch network to the ONNX model that inference ships with, and register models.
+"""Export a torch network to the ONNX model that inference ships with, and register models
+(one network's files, or an ensemble's file: `stems.ensemble`).
 
 The graph is the network's one forward with its time caches as inputs and outputs (see
 `stems.model.TimeCaches`), BatchNorm folded: `mix_mag` (1, channels, bins, frames) and `state<i>`
@@ -23,7 +24,7 @@ from .atomic import atomic_path
 from .bag import MaskBag
 from .config import STFTConfig
 from .model import MaskNet, TimeCaches
-from .registry import CHECKPOINT_DIR, registry, sha256_of, write_registry
+from .registry import CHECKPOINT_DIR, ENSEMBLE, registry, sha256_of, write_registry
 
 OPSET = 17
 
@@ -79,18 +80,30 @@ def export_onnx(model: MaskNet | MaskBag, stft: STFTConfig, card: dict[str, Any]
 
 
 def register(name: str, files: dict[str, Path], directory: Path | None = None) -> None:
-    """Record `files` ({runtime: path in the directory}) as model `name` in the registry, with
-    their sha256, removing the files they replace."""
+    """Record `files` ({runtime: path in the directory}, or {"ensemble": its file}) as model
+    `name` in the registry, with their sha256 (an ensemble's members' too), removing the files
+    they replace that no other model or ensemble names. A network's file replaces the one of its
+    runtime and keeps the other; an ensemble replaces every file of the name."""
     directory = directory or CHECKPOINT_DIR
     content = registry(directory)
     old = content["models"].get(name, {})
-    entry = dict(old)
-    for runtime, path in files.items():
-        entry[runtime] = path.name
+    old_files = set(old.values()) | (set(_members(directory / old[ENSEMBLE])) if ENSEMBLE in old else set())
+    kept = {} if ENSEMBLE in files or ENSEMBLE in old else old  # a runtime's file replaces that runtime's only
+    content["models"][name] = kept | {runtime: path.name for runtime, path in files.items()}
+    for path in files.values():
         content["sha256"][path.name] = sha256_of(path)
-    for runtime, file in old.items():
-        if entry.get(runtime) != file:
+        if ENSEMBLE in files:
+            content["sha256"].update(_members(path))
+    named = {file for entry in content["models"].values() for file in entry.values()}
+    named |= {member for entry in content["models"].values() if ENSEMBLE in entry
+              for member in _members(directory / entry[ENSEMBLE])}
+    for file in old_files:
+        if file not in named:
             (directory / file).unlink(missing_ok=True)
-            content["sha256"].pop(file, None)
-    content["models"][name] = entry
+    content["sha256"] = {file: digest for file, digest in content["sha256"].items() if file in named}
     write_registry(content, directory)
+
+
+def _members(path: Path) -> dict[str, str]:
+    """{member file: sha256} of an ensemble file (`stems.ensemble`)."""
+    return dict(json.loads(path.read_text())["sha256"])

@@ -1,10 +1,12 @@
 """The shipped models: which files a name stands for, where they live, and their checksums.
 
-`registry.json` in CHECKPOINT_DIR maps each name to its files, one per runtime, and records the
-sha256 of every file:
+`registry.json` in CHECKPOINT_DIR maps each name to its files, one per runtime, or to the one
+file of an ensemble (`stems.ensemble`, which names its members' files), and records the sha256 of
+every file:
 
-    {"models": {"default": {"onnx": "default-1a2b3c4d.onnx", "torch": "default-19d42199.pt"}},
-     "sha256": {"default-1a2b3c4d.onnx": "1a2b3c4d...", "default-19d42199.pt": "19d42199..."}}
+    {"models": {"default": {"onnx": "default-1a2b3c4d.onnx", "torch": "default-19d42199.pt"},
+                "quality": {"ensemble": "quality-5e6f7a8b.json"}},
+     "sha256": {"default-1a2b3c4d.onnx": "1a2b3c4d...", "default-19d42199.pt": "19d42199...", ...}}
 
 Every model file carries the first 8 hex digits of its sha256 in its name (`name-<sha8>.<ext>`,
 as Demucs names its weights); `verify` checks that, and the registry's full sha256 where the file
@@ -25,7 +27,8 @@ from .errors import StemsError
 REGISTRY = "registry.json"
 RUNTIMES = ("onnx", "torch")  # in order of preference
 SUFFIXES = {"onnx": ".onnx", "torch": ".pt"}
-_SHA_NAME = re.compile(r"-([0-9a-f]{8})\.(pt|onnx)$")
+ENSEMBLE = "ensemble"  # a registry entry's key for an ensemble file, whatever the runtime
+_SHA_NAME = re.compile(r"-([0-9a-f]{8})\.(pt|onnx|json)$")
 
 
 def _checkpoint_dir() -> Path:
@@ -70,11 +73,14 @@ def resolve(name_or_path: str | Path | None, runtime: str | None = None) -> Path
     """A registry name ("default" when None) or a file path -> the model file.
 
     For a name, `runtime` picks the file ("onnx" or "torch"); None takes the first of RUNTIMES
-    the name has a file for."""
+    the name has a file for. An ensemble's name gives its one file, whatever the runtime (the
+    ensemble names each member's file per runtime)."""
     name = "default" if name_or_path is None else str(name_or_path)
     models = registry()["models"]
     if name in models:
         files = models[name]
+        if ENSEMBLE in files:
+            return CHECKPOINT_DIR / files[ENSEMBLE]
         choices = [runtime] if runtime else [r for r in RUNTIMES if r in files]
         for choice in choices:
             if choice in files:

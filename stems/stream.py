@@ -12,7 +12,9 @@ The two stateful stages are plain classes, so the threads only move blocks betwe
 
 Both do exactly what the offline separator does over the whole signal, so the stems equal the
 offline stems (to float rounding), delayed by the algorithmic latency:
-`lookahead * hop + n_fft` samples (plus the block).
+`lookahead * hop + n_fft` samples (plus the block). An ensemble's members each have their pair
+(`StreamSeparation`), and their stems are averaged as every member completes them: the ensemble's
+latency is its slowest member's.
 """
 
 from __future__ import annotations
@@ -51,13 +53,14 @@ class FrameAnalyser:
     """STFT frames and masks of a signal that arrives in blocks.
 
     Args:
-        separator: the model and STFT settings.
+        engine: the model, with its STFT settings.
         channels: 1 or 2 (mono is fed to the model twice, as offline).
         mask: "binary" or "soft".
+        gate_db: the silence gate (`stems.masks`).
     """
 
-    def __init__(self, separator: Separator, channels: int, mask: str):
-        self.stft, self.engine, self.mask, self.gate_db = separator.stft, separator.engine, mask, separator.gate_db
+    def __init__(self, engine: MaskEngine, channels: int, mask: str, gate_db: float):
+        self.stft, self.engine, self.mask, self.gate_db = engine.stft, engine, mask, gate_db
         self.channels = channels
         half = self.stft.n_fft // 2
         self.buffer = np.zeros((channels, half), dtype=np.float32)  # samples from buffer_start on
@@ -128,13 +131,13 @@ class FrameSynthesiser:
     """Stems from masked frames, sample-exact with the offline overlap-add.
 
     Args:
-        separator: the STFT settings.
+        stft: the model's STFT settings.
         groups: output name -> source indices (see `reconstruct.output_groups`).
         channels: output channels (mono: the two model channels are averaged, as offline).
     """
 
-    def __init__(self, separator: Separator, groups: dict[str, tuple[int, ...]], channels: int):
-        self.stft, self.groups, self.channels = separator.stft, groups, channels
+    def __init__(self, stft: STFTConfig, groups: dict[str, tuple[int, ...]], channels: int):
+        self.stft, self.groups, self.channels = stft, groups, channels
         self.reach = spectral.context_frames_needed(self.stft)
         self.held: Frames | None = None  # frames still needed for samples not yet emitted
         self.mix = np.zeros((channels, 0), dtype=np.float32)  # input samples from `emitted` on
@@ -184,27 +187,76 @@ class FrameSynthesiser:
         return np.broadcast_to(out, (2, length)) if self.channels == 1 else out
 
 
-def latency_samples(engine: MaskEngine, stft: STFTConfig) -> int:
-    """Algorithmic latency: a sample is out once the frame `lookahead` frames after the last frame
-    covering it has been read in full."""
-    return engine.lookahead * stft.hop_length + stft.n_fft
+class StreamSeparation:
+    """A separator's streaming stages: an analyser and a synthesiser per engine, and the average
+    of the engines' stems over the samples every engine has completed.
+
+    Args:
+        separator: its engines and silence gate.
+        groups, channels, mask: as for `FrameSynthesiser` and `FrameAnalyser`.
+    """
+
+    def __init__(self, separator: Separator, groups: dict[str, tuple[int, ...]], channels: int, mask: str):
+        self.analysers = [FrameAnalyser(engine, channels, mask, separator.gate_db) for engine in separator.engines]
+        self.synthesisers = [FrameSynthesiser(engine.stft, groups, channels) for engine in separator.engines]
+        self.pending: list[dict[str, np.ndarray]] = [{} for _ in separator.engines]  # completed, not yet averaged
+
+    @property
+    def received(self) -> int:
+        return self.analysers[0].received
+
+    def analyse(self, block: np.ndarray) -> list[Frames | None]:
+        """(channels, n) samples in; each engine's frames whose masks became ready."""
+        return [analyser.push(block) for analyser in self.analysers]
+
+    def finish(self) -> list[Frames | None]:
+        """The end of the stream: each engine's last frames."""
+        return [analyser.finish() for analyser in self.analysers]
+
+    def add_input(self, block: np.ndarray) -> None:
+        for synthesiser in self.synthesisers:
+            synthesiser.add_input(block)
+
+    def synthesise(self, frames: list[Frames | None], length: int | None = None) -> dict[str, np.ndarray]:
+        """Each engine's new frames (`length`: the signal's length, with the last) -> {name:
+        (channels, n)}, the engines' mean over the samples all of them now have."""
+        outs = [synthesiser.push(f, length) if f is not None else {} for synthesiser, f in zip(self.synthesisers, frames)]
+        if len(outs) == 1:
+            return outs[0]
+        for held, out in zip(self.pending, outs):
+            for name, piece in out.items():
+                held[name] = np.concatenate([held[name], piece], axis=-1) if name in held else piece
+        if not all(self.pending):
+            return {}
+        ready = min(next(iter(held.values())).shape[-1] for held in self.pending)
+        if ready == 0:
+            return {}
+        names = list(self.pending[0])
+        averaged = {name: sum(held[name][:, :ready] for held in self.pending) / len(self.pending) for name in names}
+        for held in self.pending:
+            for name in names:
+                held[name] = held[name][:, ready:]
+        return averaged
+
+
+def latency_samples(separator: Separator) -> int:
+    """Algorithmic latency: a sample is out once, for every engine, the frame `lookahead` frames
+    after the last frame covering it has been read in full."""
+    return max(engine.lookahead * engine.stft.hop_length + engine.stft.n_fft for engine in separator.engines)
 
 
 def stream_blocks(separator: Separator, blocks: Iterator[np.ndarray], channels: int,
                   groups: dict[str, tuple[int, ...]], mask: str) -> Iterator[dict[str, np.ndarray]]:
     """Single-threaded streaming: (channels, n) blocks in, {stem: (channels, k)} blocks out."""
-    analyser = FrameAnalyser(separator, channels, mask)
-    synthesiser = FrameSynthesiser(separator, groups, channels)
+    stages = StreamSeparation(separator, groups, channels, mask)
     for block in blocks:
-        synthesiser.add_input(block)
-        frames = analyser.push(block)
-        if frames is not None:
-            out = synthesiser.push(frames)
-            if out:
-                yield out
-    frames = analyser.finish()
-    if frames is not None:
-        yield synthesiser.push(frames, length=analyser.received)
+        stages.add_input(block)
+        out = stages.synthesise(stages.analyse(block))
+        if out:
+            yield out
+    out = stages.synthesise(stages.finish(), length=stages.received)
+    if out:
+        yield out
 
 
 @dataclass
@@ -232,8 +284,7 @@ class StreamPipeline:
     def __init__(self, separator: Separator, groups: dict[str, tuple[int, ...]], mask: str, channels: int,
                  source: Iterator[np.ndarray], sinks: list[Callable[[dict[str, np.ndarray]], None]],
                  live: bool = False, queue_blocks: int = 16):
-        self.analyser = FrameAnalyser(separator, channels, mask)
-        self.synthesiser = FrameSynthesiser(separator, groups, channels)
+        self.stages = StreamSeparation(separator, groups, channels, mask)
         self.source, self.sinks, self.live = source, sinks, live
         self.to_process: queue.Queue = queue.Queue(queue_blocks)
         self.to_reconstruct: queue.Queue = queue.Queue(queue_blocks)
@@ -305,21 +356,19 @@ class StreamPipeline:
     def _process(self) -> None:
         while (block := self.to_process.get()) is not None:
             started = time.perf_counter()
-            frames = self.analyser.push(block)
+            frames = self.stages.analyse(block)
             self.stats.block_seconds.append(time.perf_counter() - started)
             self.stats.blocks += 1
             self.to_reconstruct.put((block, frames))
-        self.to_reconstruct.put((None, self.analyser.finish()))
+        self.to_reconstruct.put((None, self.stages.finish()))
         self.to_reconstruct.put(None)
 
     def _reconstruct(self) -> None:
         while (item := self.to_reconstruct.get()) is not None:
             block, frames = item
             if block is not None:
-                self.synthesiser.add_input(block)
-            if frames is None:
-                continue
-            out = self.synthesiser.push(frames, length=None if block is not None else self.analyser.received)
+                self.stages.add_input(block)
+            out = self.stages.synthesise(frames, length=None if block is not None else self.stages.received)
             if out:
                 if self.live:
                     try:

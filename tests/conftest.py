@@ -29,11 +29,11 @@ RATE = 44100
 
 
 def make_model(seed: int = 0, widths=(4, 8, 8), lookahead_frames: int = -1, dilations=(1, 1, 2),
-               freq_stride: int = 4) -> MaskNet:
+               freq_stride: int = 4, stft: STFTConfig = STFTConfig()) -> MaskNet:
     """A small randomly initialised network whose masks are far from uniform."""
     torch.manual_seed(seed)
     config = ModelConfig(widths=widths, lookahead_frames=lookahead_frames, dilations=dilations, freq_stride=freq_stride)
-    model = MaskNet(config, STFTConfig().n_bins)
+    model = MaskNet(config, stft.n_bins)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0, 0.5)
@@ -58,6 +58,12 @@ def tiny_checkpoint(tiny_torch_checkpoint) -> Path:
     """The tiny network exported to ONNX, as models ship."""
     model, stft, card = load_checkpoint(tiny_torch_checkpoint)
     return export_onnx(model, stft, card, tiny_torch_checkpoint.parent, "tiny")
+
+
+def run_script(name: str, *args) -> subprocess.CompletedProcess:
+    """Run scripts/<name> with this interpreter; its exit status and output, never raising."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / name
+    return subprocess.run([sys.executable, str(script), *map(str, args)], check=False, capture_output=True, text=True)
 
 
 def synth(seconds: float, channels: int = 2, seed: int = 0, rate: int = RATE) -> np.ndarray:

@@ -1,14 +1,11 @@
 """A bag of models: its mask is the mean of its members' masks, everywhere the model is used."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import RATE, make_model, synth, torch_separator
+from conftest import RATE, make_model, run_script, synth, torch_separator
 from typer.testing import CliRunner
 
 from stems import spectral
@@ -105,16 +102,13 @@ def test_members_of_other_stems_or_bins_are_refused(tmp_path):
 def test_make_bag_script_and_info(tmp_path):
     members = [save_checkpoint(make_model(seed=s), STFTConfig(), {"training": {"data": [f"set {s}"], "step": 10 * s}},
                                tmp_path, f"m{s}") for s in (1, 2)]
-    script = Path(__file__).parents[1] / "scripts" / "make_bag.py"
-    made = subprocess.run([sys.executable, script, *map(str, members), "--out", str(tmp_path / "bag")],
-                          check=False, capture_output=True, text=True)
+    made = run_script("make_bag.py", *members, "--out", tmp_path / "bag")
     assert made.returncode == 0, made.stderr
     bag_file = next((tmp_path / "bag").glob("bag-*.pt"))
     shown = CliRunner().invoke(app, ["info", str(bag_file)], terminal_width=200)
     assert shown.exit_code == 0
     assert "a bag of 2 MaskNets" in shown.output and "set 1; set 2" in shown.output and "10 + 20" in shown.output
     other_stft = save_checkpoint(make_model(), STFTConfig(hop_length=512), {}, tmp_path, "hop512")
-    refused = subprocess.run([sys.executable, script, str(members[0]), str(other_stft), "--out", str(tmp_path / "x")],
-                             check=False, capture_output=True, text=True)
+    refused = run_script("make_bag.py", members[0], other_stft, "--out", tmp_path / "x")
     assert refused.returncode == 2 and "different STFT settings" in refused.stderr
     assert not (tmp_path / "x").exists()

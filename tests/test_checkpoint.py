@@ -81,27 +81,29 @@ def test_wrong_architecture_and_bad_card(tmp_path, tiny_torch_checkpoint):
 
 
 def test_shipped_models_load_small_and_carry_their_valid_table():
-    """Every registered model ships as ONNX and torch files whose sha256 the registry records;
-    both load, and they are the same network."""
-    from stems.engine import load_engine
+    """Every registered model ships as ONNX and torch files, or as an ensemble naming such files
+    for each member, whose sha256 the registry records; both runtimes load, and they run the same
+    networks."""
+    from stems.engine import load_engines
     from stems.registry import CHECKPOINT_DIR, registry, sha256_of
 
     shipped = registry()
     assert {"default", "quality", "lowlatency"} <= set(shipped["models"])
+    for file, digest in shipped["sha256"].items():
+        assert (CHECKPOINT_DIR / file).stat().st_size < 20e6, file
+        assert digest == sha256_of(CHECKPOINT_DIR / file), file
+    means = {}
     for name, files in shipped["models"].items():
-        assert set(files) == {"onnx", "torch"}, name
-        for file in files.values():
-            assert (CHECKPOINT_DIR / file).stat().st_size < 20e6, name
-            assert shipped["sha256"][file] == sha256_of(CHECKPOINT_DIR / file)
-        _, _, card = load_checkpoint(name)
+        assert set(files) in ({"onnx", "torch"}, {"ensemble"}), name
+        onnx, card = load_engines(name, "onnx")
+        torch_engines, torch_card = load_engines(name, "torch")
+        assert all(e.card["path"].endswith(".onnx") for e in onnx) and all(e.card["path"].endswith(".pt") for e in torch_engines)
+        assert card["weights_sha256"] == torch_card["weights_sha256"] and card["metrics"] == torch_card["metrics"]
         table = card["metrics"]["musdb_valid_bsseval_v4_sdr"]
         assert card["default_mask"] in ("soft", "binary") and f"stems {card['default_mask']}" in table
-        engine = load_engine(name)
-        assert engine.card["path"].endswith(".onnx")
-        assert engine.card["weights_sha256"] == card["weights_sha256"] and engine.card["metrics"] == card["metrics"]
-    quality = load_checkpoint("quality")[2]["metrics"]["musdb_valid_bsseval_v4_sdr"]["stems soft"]["mean"]
-    default = load_checkpoint("default")[2]["metrics"]["musdb_valid_bsseval_v4_sdr"]["stems soft"]["mean"]
-    assert quality > default  # the slower model has to earn its place
+        means[name] = table["stems soft"]["mean"]
+    assert means["quality"] > means["default"]  # the slower model has to earn its place
+
 
 def test_cards_with_retired_options_load_at_their_neutral_value_and_are_refused_otherwise(tmp_path, tiny_torch_checkpoint):
     payload = torch.load(tiny_torch_checkpoint, weights_only=True)

@@ -94,7 +94,8 @@ def test_shipped_onnx_models_equal_their_torch_checkpoints(name):
     audio = synth(3.0, seed=10)
     onnx = Separator.from_checkpoint(name, runtime="onnx")
     torch_separator = Separator.from_checkpoint(name, runtime="torch")
-    assert onnx.card["path"].endswith(".onnx") and torch_separator.card["path"].endswith(".pt")
+    assert all(e.card["path"].endswith(".onnx") for e in onnx.engines)
+    assert all(e.card["path"].endswith(".pt") for e in torch_separator.engines)
     assert_same_stems(onnx.separate(audio, RATE, mask="soft"), torch_separator.separate(audio, RATE, mask="soft"))
 
 

@@ -132,11 +132,12 @@ def test_the_silence_gate_chunked_equals_the_gate_on_the_whole_signal():
     audio = synth(6.0, seed=3)
     audio[:, RATE * 2: RATE * 4] *= np.linspace(1.0, 0.0, RATE * 2)  # a fade, so that frames differ in level
     separator = torch_separator(make_model(seed=5), chunk_frames=37, gate_db=-10.0)
-    stft = separator.stft
+    engine = separator.engines[0]
+    stft = engine.stft
     spec = spectral.stft(audio, stft)
-    mag = np.pad(np.abs(spec), ((0, 0), (0, 0), (separator.engine.past, separator.engine.lookahead)))
-    masks = inference_masks(separator.engine.logits(mag), "soft", spec, -10.0)
-    assert not np.allclose(masks, inference_masks(separator.engine.logits(mag), "soft"))  # the gate did act
+    mag = np.pad(np.abs(spec), ((0, 0), (0, 0), (engine.past, engine.lookahead)))
+    masks = inference_masks(engine.logits(mag), "soft", spec, -10.0)
+    assert not np.allclose(masks, inference_masks(engine.logits(mag), "soft"))  # the gate did act
     groups = output_groups(separator.sources)
     waves, start = reconstruct(spec, masks, groups, 0, spec.shape[-1], stft)
     chunked = separator.separate(audio, RATE, mask="soft")

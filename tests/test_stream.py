@@ -44,7 +44,7 @@ def test_streaming_equals_offline(lookahead, channels, block, gate_db):
 
 
 def test_latency_is_lookahead_plus_window():
-    assert latency_samples(make_model(lookahead_frames=1), STFTConfig()) == 1024 + 2048
+    assert latency_samples(torch_separator(make_model(lookahead_frames=1))) == 1024 + 2048
 
 
 def test_pipeline_threads_equal_offline_and_a_slow_live_consumer_drops_but_stays_bounded():

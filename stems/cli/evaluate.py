@@ -157,13 +157,16 @@ def _plot_track(name: str, tracks, separator, mask: str) -> None:
     found = dict(tracks).get(name)
     if found is None:
         _fail(f"--plot {name}: no such track (tracks: {', '.join(t for t, _ in tracks)})")
-    stems_spec = spectral.stft(found, separator.stft)
+    engine = separator.engines[0]  # an ensemble's masks are its members': the first member's are shown
+    stems_spec = spectral.stft(found, engine.stft)
     mix_mag = np.abs(stems_spec.sum(axis=0))
-    engine = separator.engine
     logits = engine.logits(np.pad(mix_mag, ((0, 0), (0, 0), (engine.past, engine.lookahead))))
     predicted = inference_masks(logits, mask)[:, 0]
     oracle = oracle_masks(stems_spec, "argmax")[:, 0]
     path = Path(f"{name}.masks.png")
+    model = Path(engine.card["path"]).name
+    if len(separator.engines) > 1:
+        model += f" (member 1 of {len(separator.engines)} of {Path(separator.card['path']).name})"
     mask_plot(mix_mag[0], predicted, oracle, separator.sources, separator.sample_rate,
-              separator.stft.hop_length, path, f"{name}: {mask} masks of {Path(separator.card['path']).name} vs oracle argmax")
+              engine.stft.hop_length, path, f"{name}: {mask} masks of {model} vs oracle argmax")
     console.print(f"wrote {path}", highlight=False)

@@ -20,30 +20,35 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON."),
 ) -> None:
     """Show what a model is: stems, STFT settings, size, context, training data, metrics, sha256."""
-    from ..engine import load_engine, window_frames
+    from ..engine import load_engines, window_frames
+    from ..separator import Separator
     from ..stream import latency_samples
 
     try:
-        engine = load_engine(checkpoint)
+        engines, card = load_engines(checkpoint)
     except StemsError as error:
         _fail(str(error))
-    card, stft = engine.card, engine.stft
     if as_json:
         print(json.dumps(card, indent=2))
         return
     table = Table(title=f"model {Path(card['path']).name}", show_header=False)
-    ms = 1000 / stft.sample_rate
-    members = card.get("training", {}).get("bag_of")
-    trainings = [stage for training in ([member["training"] for member in members] if members else [card.get("training", {})])
-                 for stage in _stages(training)]
-    window = window_frames(engine)
+    ms = 1000 / engines[0].stft.sample_rate
+    trainings = [stage for engine in engines for training in _trainings(engine.card) for stage in _stages(training)]
+    if len(engines) > 1:
+        kind = f"an ensemble of {len(engines)} models, each with its own STFT, stems averaged"
+        members = [f"{Path(e.card['path']).name}: {_kind(e.card)}, {_stft(e)}" for e in engines]
+    else:
+        kind, members = _kind(card), []
+    widest = max(((window_frames(e) - 1) * e.stft.hop_length + e.stft.n_fft) * ms for e in engines)
     rows = {
-        "model": f"a bag of {len(members)} MaskNets, masks averaged" if members else "MaskNet",
-        "stems": ", ".join(engine.sources),
-        "STFT": f"n_fft {stft.n_fft}, hop_length {stft.hop_length}, {stft.sample_rate} Hz",
-        "parameters": f"{card['parameters']:,}",
-        "context": f"{window} frames = {((window - 1) * stft.hop_length + stft.n_fft) * ms:.0f} ms of audio",
-        "latency": f"{latency_samples(engine, stft) * ms:.0f} ms algorithmic ({engine.lookahead} look-ahead frames + STFT window)",
+        "model": kind,
+        **{f"member {i}": member for i, member in enumerate(members, 1)},
+        "stems": ", ".join(engines[0].sources),
+        "STFT": "; ".join(dict.fromkeys(_stft(e) for e in engines)),
+        "parameters": f"{sum(e.card['parameters'] for e in engines):,}",
+        "context": "; ".join(dict.fromkeys(f"{window_frames(e)} frames" for e in engines)) + f" = {widest:.0f} ms of audio",
+        "latency": f"{latency_samples(Separator(engines, card=card)) * ms:.0f} ms algorithmic "
+                   f"({max(e.lookahead for e in engines)} look-ahead frames + STFT window)",
         "default mask": card.get("default_mask", "soft"),
         "training data": "; ".join(dict.fromkeys(_with_licence(d, t) for t in trainings for d in t.get("data", []))) or "-",
         "training steps": " + ".join(str(t.get("step", "-")) for t in trainings),
@@ -57,6 +62,22 @@ def info(
     if "musdb_valid_bsseval_v4_sdr" not in metrics and metrics:
         table.add_row("metrics", json.dumps(metrics)[:600])
     Console().print(table)
+
+
+def _kind(card: dict) -> str:
+    members = card.get("training", {}).get("bag_of")
+    return f"a bag of {len(members)} MaskNets, masks averaged" if members else "MaskNet"
+
+
+def _trainings(card: dict) -> list[dict]:
+    """The trainings of a model's networks (one, or each of a bag's)."""
+    members = card.get("training", {}).get("bag_of")
+    return [member["training"] for member in members] if members else [card.get("training", {})]
+
+
+def _stft(engine) -> str:
+    stft = engine.stft
+    return f"n_fft {stft.n_fft}, hop_length {stft.hop_length}, {stft.sample_rate} Hz"
 
 
 def _with_licence(source: str, training: dict) -> str:

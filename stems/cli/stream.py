@@ -97,7 +97,7 @@ def stream(
             pipeline = StreamPipeline(separator, output_groups(separator.sources), mask, channels, blocks, sinks,
                                       live=pace)
             pipeline.stop = stop
-            latency_ms = 1000 * (latency_samples(separator.engine, separator.stft) + block) / rate
+            latency_ms = 1000 * (latency_samples(separator) + block) / rate
             interrupted = 0  # the exit status a signal asks for
             try:
                 with Live(status_table(pipeline.stats, stem_gains, block / rate, latency_ms), console=console,
