@@ -12,6 +12,9 @@ Run: python scripts/export_checkpoint.py runs/default-v1/best-<sha8>.pt --evalua
      python scripts/export_checkpoint.py quality runs/n4096/best-<sha8>.pt --evaluation valid.json --name quality
      (valid.json from: stems evaluate --checkpoint of scripts/make_ensemble.py's ensemble ...)
      python scripts/export_checkpoint.py --onnx-only default   (export a registered checkpoint's ONNX again)
+     python scripts/export_checkpoint.py --recard quality --licence gpu/data/eir=CC0-1.0
+     (ship a registered model again, each member of an ensemble, with every training source's
+     licence in its card; --licence states one its config cannot resolve; weights and metrics kept)
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from typing import Any
 
 from stems.checkpoint import load_checkpoint, save_checkpoint
 from stems.config import TrainConfig, config_from_dict
-from stems.ensemble import write_ensemble
+from stems.ensemble import read_ensemble, write_ensemble
 from stems.export import export_onnx, register
-from stems.registry import CHECKPOINT_DIR
+from stems.registry import CHECKPOINT_DIR, ENSEMBLE, registry
 from stems.train import data_licences, init_checkpoint
 
 DERIVED = ("path", "sha256", "weights_sha256", "format", "model", "stft", "model_config", "model_configs",
@@ -42,7 +45,15 @@ def main() -> None:
     parser.add_argument("--name", default="default")
     parser.add_argument("--command", default="", help="The evaluate command that produced the JSON (kept in the card).")
     parser.add_argument("--onnx-only", action="store_true", help="Only export and register the ONNX model again.")
+    parser.add_argument("--recard", action="store_true",
+                        help="Ship registered models again with their training sources' licences in the card.")
+    parser.add_argument("--licence", action="append", default=[],
+                        help="FOLDER=LICENCE for a training folder whose licence the config does not state (repeatable)")
     args = parser.parse_args()
+    if args.recard:
+        for name in args.checkpoints:
+            recard(name, args.licence)
+        return
     if args.onnx_only:
         name = args.checkpoints[0]
         model, stft, card = load_checkpoint(name)
@@ -65,21 +76,22 @@ def main() -> None:
     print(f"{pt} ({pt.stat().st_size / 1e6:.2f} MB), {onnx.name}, default mask {card['default_mask']}")
 
 
-def shipped_card(card: dict[str, Any]) -> dict[str, Any]:
+def shipped_card(card: dict[str, Any], stated: list[str] = ()) -> dict[str, Any]:
     """A run's card without what saving derives, every training source with its licence (a
-    bag's: each member's)."""
+    bag's: each member's); `stated`: FOLDER=LICENCE items added to the config's own."""
     card = {key: value for key, value in card.items() if key not in DERIVED}
     training = card.get("training", {})
     for stage in [member["training"] for member in training.get("bag_of", [])] or [training]:
-        _add_licences(stage)
+        _add_licences(stage, stated)
     return card
 
 
-def _add_licences(training: dict[str, Any]) -> None:
+def _add_licences(training: dict[str, Any], stated: list[str]) -> None:
     if "config" in training:  # every training source with its licence (runs from before the card listed them too)
         known = {field.name for field in dataclasses.fields(TrainConfig)}
         data = {key: value for key, value in training["config"]["train"].items() if key in known}
-        config = config_from_dict({"train": data})
+        own = config_from_dict({"train": data}).train.licences
+        config = config_from_dict({"train": data | {"licences": [*own, *stated]}})
         training["licences"] = data_licences(config)
         if config.train.init and "init" not in training:  # runs from before the card named their init's data
             training["init"] = init_checkpoint(config)[1]
@@ -105,17 +117,36 @@ def measured(evaluation: dict[str, Any], command: str, during_training: dict[str
 def ship_ensemble(members: list[str], evaluation: dict[str, Any], name: str, command: str) -> None:
     """Ship each member (a checkpoint file or registered name) as `name`-m<i> and register `name`
     as their ensemble."""
-    files = []
-    for i, member in enumerate(members, 1):
-        model, stft, card = load_checkpoint(member)
-        pt = save_checkpoint(model, stft, shipped_card(card), CHECKPOINT_DIR, f"{name}-m{i}")
-        model, stft, card = load_checkpoint(pt)
-        files.append({"torch": pt, "onnx": export_onnx(model, stft, card, CHECKPOINT_DIR, f"{name}-m{i}")})
+    files = [reship(member, f"{name}-m{i}") for i, member in enumerate(members, 1)]
     card = measured(evaluation, command, {})
     del card["metrics"]["during_training"]
     path = write_ensemble(files, card, CHECKPOINT_DIR, name)
     register(name, {"ensemble": path})
     print(f"{path}: an ensemble of {len(files)} models, default mask {card['default_mask']}")
+
+
+def recard(name: str, stated: list[str]) -> None:
+    """Ship registered model `name` again (an ensemble: each member), its card's training sources
+    with their licences; weights and metrics unchanged."""
+    entry = registry()["models"][name]
+    if ENSEMBLE in entry:
+        members, card = read_ensemble(CHECKPOINT_DIR / entry[ENSEMBLE], "torch")
+        files = [reship(member, f"{name}-m{i}", stated) for i, member in enumerate(members, 1)]
+        card = {key: value for key, value in card.items() if key not in ("path", "sha256")}
+        path = write_ensemble(files, card, CHECKPOINT_DIR, name)
+        register(name, {"ensemble": path})
+    else:
+        register(name, reship(name, name, stated))
+    print(f"{name}: shipped again, {registry()['models'][name]}")
+
+
+def reship(checkpoint: str | Path, name: str, stated: list[str] = ()) -> dict[str, Path]:
+    """Write `checkpoint` (its card as `shipped_card` makes it) as CHECKPOINT_DIR/name-<sha8>.pt
+    and its ONNX export; -> {runtime: file}."""
+    model, stft, card = load_checkpoint(checkpoint)
+    pt = save_checkpoint(model, stft, shipped_card(card, stated), CHECKPOINT_DIR, name)
+    model, stft, card = load_checkpoint(pt)
+    return {"torch": pt, "onnx": export_onnx(model, stft, card, CHECKPOINT_DIR, name)}
 
 
 if __name__ == "__main__":

@@ -218,6 +218,23 @@ def test_info_lists_each_training_source_with_its_licence():
     assert "eir-cc0/train: CC0-1.0" in text and "MUSDB18: research and non-commercial use only" in text
 
 
+@pytest.mark.parametrize("name", ["default", "quality", "lowlatency"])
+def test_every_shipped_network_states_the_licence_of_each_training_source(name):
+    """Each network of a shipped model (an ensemble's members, a bag's members) records a licence
+    for every training folder of its config, none "not stated"."""
+    from stems.engine import load_engines
+
+    engines, _ = load_engines(name, "torch")
+    for engine in engines:
+        training = engine.card["training"]
+        for network in [member["training"] for member in training.get("bag_of", [])] or [training]:
+            train = network["config"]["train"]
+            folders = [*([train["musdb_root"]] if train.get("musdb_root") else []), *train.get("stem_dirs", []),
+                       *train.get("rendered_dirs", [])]
+            assert set(network["licences"]) == set(folders), name
+            assert "not stated" not in network["licences"].values(), (name, network["licences"])
+
+
 def test_shipped_models_by_registry_name(tmp_path, song_wav):
     out = tmp_path / "out"
     result = run("separate", song_wav, "-o", out, "--model", "lowlatency", "--stems", "vocals")

@@ -51,6 +51,7 @@ def info(
                    f"({max(e.lookahead for e in engines)} look-ahead frames + STFT window)",
         "default mask": card.get("default_mask", "soft"),
         "training data": "; ".join(dict.fromkeys(_with_licence(d, t) for t in trainings for d in t.get("data", []))) or "-",
+        "licences": "; ".join(dict.fromkeys(v for t in trainings for v in t.get("licences", {}).values())) or "not recorded",
         "training steps": " + ".join(str(t.get("step", "-")) for t in trainings),
         "sha256": card["sha256"],
     }
