@@ -20,7 +20,7 @@ from stems.export import export_onnx, register
 from stems.model import MaskNet
 from stems.reconstruct import output_groups
 from stems.separator import Separator
-from stems.stream import latency_samples, stream_blocks
+from stems.stream import StreamPipeline, latency_samples, stream_blocks
 from stems.torch_engine import TorchEngine
 
 LONG = STFTConfig(n_fft=4096, hop_length=1024)
@@ -70,6 +70,19 @@ def test_ensemble_streaming_equals_offline_at_the_slowest_members_latency(lookah
         assert np.abs(streamed - offline[name]).max() < 1e-4
     each = [e.lookahead * 1024 + e.stft.n_fft for e in separator.engines]
     assert latency_samples(separator) == max(each) == max(latency_samples(Separator(e)) for e in separator.engines)
+
+
+def test_ensemble_streams_through_the_threaded_pipeline_and_ends_with_the_signal():
+    separator = Separator(engines(lookahead=1))
+    audio = synth(1.7, seed=9)
+    groups = output_groups(separator.sources, two_stems="vocals")
+    received = []
+    StreamPipeline(separator, groups, "soft", 2, (audio[:, i: i + 512] for i in range(0, audio.shape[1], 512)),
+                   [received.append]).run()
+    offline = separator.separate(audio, RATE, two_stems="vocals", mask="soft")
+    for name in groups:
+        streamed = np.concatenate([out[name] for out in received], axis=1)
+        assert streamed.shape == audio.shape and np.abs(streamed - offline[name]).max() < 1e-4
 
 
 def test_members_must_share_hop_and_sources():
