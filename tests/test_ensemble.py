@@ -36,12 +36,12 @@ def engines(lookahead: int = -1) -> list[TorchEngine]:
             TorchEngine(long_model(lookahead), LONG)]
 
 
-@pytest.mark.parametrize("channels", [2, 1])
-def test_ensemble_stems_are_the_mean_of_each_members_stems_and_add_up_to_the_mix(channels):
+@pytest.mark.parametrize("channels,shifts", [(2, 1), (1, 1), (2, 2)])
+def test_ensemble_stems_are_the_mean_of_each_members_stems_and_add_up_to_the_mix(channels, shifts):
     audio = synth(3.1, channels=channels, seed=2)
     members = engines()
-    together = Separator(members, chunk_frames=29).separate(audio, RATE, mask="soft")
-    alone = [Separator(engine).separate(audio, RATE, mask="soft") for engine in members]
+    together = Separator(members, chunk_frames=29, shifts=shifts).separate(audio, RATE, mask="soft")
+    alone = [Separator(engine, shifts=shifts).separate(audio, RATE, mask="soft") for engine in members]
     assert not np.allclose(alone[0]["vocals"], alone[1]["vocals"], atol=1e-3)  # the members differ
     for name, wave in together.items():
         assert wave.shape == audio.shape
