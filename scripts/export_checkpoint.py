@@ -22,14 +22,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from stems.checkpoint import load_checkpoint, save_checkpoint
 from stems.config import TrainConfig, config_from_dict
+from stems.engine import check_members
 from stems.ensemble import read_ensemble, write_ensemble
+from stems.errors import StemsError
 from stems.export import export_onnx, register
 from stems.registry import CHECKPOINT_DIR, ENSEMBLE, registry
+from stems.torch_engine import TorchEngine
 from stems.train import data_licences, init_checkpoint
 
 DERIVED = ("path", "sha256", "weights_sha256", "format", "model", "stft", "model_config", "model_configs",
@@ -97,7 +101,7 @@ def _add_licences(training: dict[str, Any], stated: list[str]) -> None:
             training["init"] = init_checkpoint(config)[1]
 
 
-def measured(evaluation: dict[str, Any], command: str, during_training: dict[str, Any]) -> dict[str, Any]:
+def measured(evaluation: dict[str, Any], command: str, during_training: dict[str, Any] | None = None) -> dict[str, Any]:
     """The card's default mask (the better on validation) and metrics, from `stems evaluate --json`."""
     summary = evaluation["summary"]
     ours = {k: v for k, v in summary.items() if k.startswith("stems ")}
@@ -106,8 +110,9 @@ def measured(evaluation: dict[str, Any], command: str, during_training: dict[str
         "musdb_valid_bsseval_v4_sdr": summary,
         "aggregation": "median over 1-s frames, then median over the 14 MUSDB18 valid tracks (7-s previews)",
         "command": command,
-        "during_training": during_training,
     }
+    if during_training is not None:  # a network's own record; an ensemble has none of its own
+        metrics["during_training"] = during_training
     if "two_stems" in evaluation:
         two = evaluation["two_stems"]
         metrics["musdb_valid_two_stems_sdr"] = {"stem": two["stem"], "summary": two["summary"]}
@@ -116,10 +121,11 @@ def measured(evaluation: dict[str, Any], command: str, during_training: dict[str
 
 def ship_ensemble(members: list[str], evaluation: dict[str, Any], name: str, command: str) -> None:
     """Ship each member (a checkpoint file or registered name) as `name`-m<i> and register `name`
-    as their ensemble."""
-    files = [reship(member, f"{name}-m{i}") for i, member in enumerate(members, 1)]
-    card = measured(evaluation, command, {})
-    del card["metrics"]["during_training"]
+    as their ensemble. Every member is read and checked before anything is written."""
+    loaded = [load_checkpoint(member) for member in members]
+    check_members([TorchEngine(*checkpoint) for checkpoint in loaded], name)
+    files = [reship(checkpoint, f"{name}-m{i}") for i, checkpoint in enumerate(loaded, 1)]
+    card = measured(evaluation, command)
     path = write_ensemble(files, card, CHECKPOINT_DIR, name)
     register(name, {"ensemble": path})
     print(f"{path}: an ensemble of {len(files)} models, default mask {card['default_mask']}")
@@ -131,23 +137,29 @@ def recard(name: str, stated: list[str]) -> None:
     entry = registry()["models"][name]
     if ENSEMBLE in entry:
         members, card = read_ensemble(CHECKPOINT_DIR / entry[ENSEMBLE], "torch")
-        files = [reship(member, f"{name}-m{i}", stated) for i, member in enumerate(members, 1)]
+        loaded = [load_checkpoint(member) for member in members]
+        files = [reship(checkpoint, f"{name}-m{i}", stated) for i, checkpoint in enumerate(loaded, 1)]
         card = {key: value for key, value in card.items() if key not in ("path", "sha256")}
         path = write_ensemble(files, card, CHECKPOINT_DIR, name)
         register(name, {"ensemble": path})
     else:
-        register(name, reship(name, name, stated))
+        register(name, reship(load_checkpoint(name), name, stated))
     print(f"{name}: shipped again, {registry()['models'][name]}")
 
 
-def reship(checkpoint: str | Path, name: str, stated: list[str] = ()) -> dict[str, Path]:
-    """Write `checkpoint` (its card as `shipped_card` makes it) as CHECKPOINT_DIR/name-<sha8>.pt
-    and its ONNX export; -> {runtime: file}."""
-    model, stft, card = load_checkpoint(checkpoint)
+def reship(checkpoint: tuple, name: str, stated: list[str] = ()) -> dict[str, Path]:
+    """Write a loaded checkpoint (model, STFT, card; the card as `shipped_card` makes it) as
+    CHECKPOINT_DIR/name-<sha8>.pt and its ONNX export; -> {runtime: file}."""
+    model, stft, card = checkpoint
     pt = save_checkpoint(model, stft, shipped_card(card, stated), CHECKPOINT_DIR, name)
     model, stft, card = load_checkpoint(pt)
     return {"torch": pt, "onnx": export_onnx(model, stft, card, CHECKPOINT_DIR, name)}
 
 
+if __name__ == "__main__":
+    try:
+        main()
+    except StemsError as error:  # a missing, altered or mismatched model: one line, nothing written
+        sys.exit(f"error: {error}")
 if __name__ == "__main__":
     main()

@@ -45,7 +45,7 @@ def info(
         **{f"member {i}": member for i, member in enumerate(members, 1)},
         "stems": ", ".join(engines[0].sources),
         "STFT": "; ".join(dict.fromkeys(_stft(e) for e in engines)),
-        "parameters": f"{sum(e.card['parameters'] for e in engines):,}",
+        "parameters": f"{card['parameters']:,}",
         "context": "; ".join(dict.fromkeys(f"{window_frames(e)} frames" for e in engines)) + f" = {widest:.0f} ms of audio",
         "latency": f"{latency_samples(Separator(engines, card=card)) * ms:.0f} ms algorithmic "
                    f"({max(e.lookahead for e in engines)} look-ahead frames + STFT window)",
