@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything stems does into ./.venv (idempotent): ffmpeg (apt-get, if missing); chromium,
-# fluidsynth, a small General MIDI soundfont and libopenmpt too when $1 names "test"; Debian's music packages
+# fluidsynth, a small General MIDI soundfont, libopenmpt and shellcheck too when $1 names "test"; Debian's music packages
 # that `stems dataset render` renders when $1 names "data"; then the package in editable mode with
 # the training extras (torch, evaluation, plots, MIDI) and those named in $1 (e.g. "test"; "data"
 # is no Python extra). An inference-only install is `pip install .` (see the README).
@@ -26,8 +26,9 @@ apt_install() {  # the Debian packages named that are not installed yet
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 # the render tests play a MIDI file (tests/test_render.py) through fluidsynth and a tracker module
-# (tests/test_render_modules.py) through libopenmpt, both written by the tests
-[[ "${1:-}" == *test* ]] && apt_install fluidsynth timgm6mb-soundfont libopenmpt0
+# (tests/test_render_modules.py) through libopenmpt, both written by the tests; tests/test_scripts.py
+# checks the shell scripts with shellcheck
+[[ "${1:-}" == *test* ]] && apt_install fluidsynth timgm6mb-soundfont libopenmpt0 shellcheck
 # what `stems dataset render` renders: MIDI songs and the soundfonts to play them, LMMS and its demo projects,
 # libopenmpt and the games whose music is tracker modules
 [[ "${1:-}" == *data* ]] && apt_install fluidsynth freedoom openttd-openmsx fluid-soundfont-gm musescore-general-soundfont \
@@ -35,7 +36,10 @@ apt_install() {  # the Debian packages named that are not installed yet
 PY="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 extras="train"
-for word in ${1//,/ }; do [ "$word" != data ] && extras+=",$word"; done
+words="${1:-}"
+for word in ${words//,/ }; do
+    if [ "$word" != data ]; then extras+=",$word"; fi
+done
 target=".[${extras}]"
 stamp=".venv/.stems-installed-${extras}"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
