@@ -96,6 +96,13 @@ class TrainConfig:
     # Each stem of a rendered song read at the mean energy of the song's stems (their balance as
     # rendered is far from a real mix's: "other" about 12 dB over the rest, drums 13 dB under).
     balance_rendered: bool = False
+    # "FOLDER=HZ" for stem folders whose recordings hold nothing above HZ (MIR-1K, recorded at
+    # 16 kHz: 8000): in an example with such a stem, the bins above its band (after the speed
+    # change) are scored by no stem's loss, since its silence there is no label.
+    band_limits: tuple[str, ...] = ()
+    # What the network sees of such an example: "full" the mix as summed (the bins above the band
+    # hold the other stems alone), "limited" the mix cut to the band as well.
+    band_limited_mix: str = "full"
     # A song's excerpt takes each stem the song lacks altogether (rendered songs: vocals) from
     # another song, so that a mix without that stem is never the norm.
     fill_missing: bool = False
@@ -125,6 +132,11 @@ class TrainConfig:
             raise ConfigError(f"train.song_weight_cap_s must be above 0, got {self.song_weight_cap_s}")
         if any("=" not in item for item in self.licences):
             raise ConfigError(f"train.licences items must be FOLDER=LICENCE, got {list(self.licences)}")
+        if not all(folder and isinstance(_finite_float(hz), float) and float(hz) > 0
+                   for folder, _, hz in (item.partition("=") for item in self.band_limits)):
+            raise ConfigError(f"train.band_limits items must be FOLDER=HZ, got {list(self.band_limits)}")
+        if self.band_limited_mix not in ("full", "limited"):
+            raise ConfigError(f"train.band_limited_mix must be full or limited, got {self.band_limited_mix!r}")
         if not 0.0 < self.rendered_share < 1.0:
             raise ConfigError(f"train.rendered_share must be in (0, 1), got {self.rendered_share}")
         if self.vocals_level_db and (len(self.vocals_level_db) != 2 or self.vocals_level_db[0] > self.vocals_level_db[1]):

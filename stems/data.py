@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ MUSDB_LICENCE = "MUSDB18: research and non-commercial use only"
 class Song:
     name: str
     stems: np.ndarray  # (sources, channels, samples) float16 or float32, in the loader's source order
+    band_hz: float = math.inf  # the top of the band its recordings hold (MIR-1K: 8 kHz); the stems are silent above
 
     @property
     def samples(self) -> int:
@@ -114,10 +116,12 @@ def musdb_songs(root: str | Path, split: str, cache_dir: Path, subset: str = "tr
 
 
 def stem_folder_songs(root: str | Path, cache_dir: Path, sample_rate: int = 44100,
-                      skipped: list[str] | None = None, sources: tuple[str, ...] = ModelConfig.sources) -> list[Song]:
+                      skipped: list[str] | None = None, sources: tuple[str, ...] = ModelConfig.sources,
+                      band_hz: float = math.inf) -> list[Song]:
     """Songs of a `<root>/<song>/<source>.<ext>` folder, one file per source of `sources`; a
     missing stem is silence, a file of another name is not read. Unreadable songs are skipped with
-    a warning and their errors appended to `skipped`."""
+    a warning and their errors appended to `skipped`. `band_hz`: the top of the band the folder's
+    recordings hold (a 16-kHz recording holds nothing above 8 kHz)."""
     root = Path(root)
     if not root.is_dir():
         raise StemsError(f"{root}: stem folder not found")
@@ -138,7 +142,8 @@ def stem_folder_songs(root: str | Path, cache_dir: Path, sample_rate: int = 4410
             return out
 
         try:
-            songs.append(Song(song_dir.name, _cached(cache_dir, "folders", _source_key(str(song_dir.resolve()), sources), decode)))
+            songs.append(Song(song_dir.name, _cached(cache_dir, "folders", _source_key(str(song_dir.resolve()), sources), decode),
+                              band_hz))
         except StemsError as error:
             log.warning("skipping %s: %s", song_dir, error)
             if skipped is not None:
@@ -261,18 +266,25 @@ class ExcerptSampler:
         played = np.pad(played, ((0, 0), (0, max(0, self.excerpt - played.shape[-1]))))[:, : self.excerpt]
         return np.ascontiguousarray(played.reshape(*audio.shape[:-1], self.excerpt), dtype=np.float32)
 
-    def _example(self) -> np.ndarray:
+    def _example(self) -> tuple[np.ndarray, float]:
+        """One example's stems (sources, channels, samples) and the top of the band all of them
+        hold (Hz; inf for full-band recordings)."""
         rng = self.rng
         n_sources = self.n_sources
         if rng.random() < self.remix:
-            stems = np.stack([self._slice(rng.choice(indices, p=weights), source)
-                              for source, (indices, weights) in enumerate(self.remix_pools)])
+            drawn, slices = [], []
+            for source, (indices, weights) in enumerate(self.remix_pools):
+                drawn.append(rng.choice(indices, p=weights))
+                slices.append(self._slice(drawn[-1], source))
+            stems = np.stack(slices)
         else:
             song = rng.choice(len(self.songs), p=self.weights)
             stems = self._slice(song, slice(None))
+            drawn = [song]
             for source in self.missing[song]:
                 indices, weights = self.remix_pools[source]
-                stems[source] = self._slice(rng.choice(indices, p=weights), source)
+                drawn.append(rng.choice(indices, p=weights))
+                stems[source] = self._slice(drawn[-1], source)
         gains = 10 ** (rng.uniform(-self.gain_range_db, self.gain_range_db, size=(n_sources, 1, 1)) / 20)
         stems = stems * gains.astype(np.float32)
         swap = rng.random(n_sources) < 0.5
@@ -281,7 +293,8 @@ class ExcerptSampler:
             source, low, high, share = self.level
             if share >= 1.0 or rng.random() < share:  # no draw at share 1: the stream stays as before
                 self._set_level(stems, source, low, high)
-        return stems
+        # a speed change scales the band too: the slowest speed bounds it
+        return stems, min(self.songs[song].band_hz for song in drawn) * (1 - self.speed_range)
 
     def _set_level(self, stems: np.ndarray, source: int, low: float, high: float) -> None:
         """Scale stems[source] in place so that its energy is a uniform draw in [low, high] dB
@@ -293,8 +306,15 @@ class ExcerptSampler:
         if energy > silent and rest > silent:
             stems[source] *= np.float32(np.sqrt(10 ** (target_db / 10) * rest / energy))
 
+    def draw(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """`size` examples: stems (size, sources, channels, samples) and the top of the band each
+        example's stems all hold (size,) in Hz (inf: full band)."""
+        examples = [self._example() for _ in range(size)]
+        return np.stack([stems for stems, _ in examples]), np.array([band for _, band in examples])
+
     def batch(self, size: int) -> np.ndarray:
-        return np.stack([self._example() for _ in range(size)])
+        """The stems of `size` examples (size, sources, channels, samples)."""
+        return self.draw(size)[0]
 
     def state(self) -> dict:
         return self.rng.bit_generator.state

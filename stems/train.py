@@ -66,6 +66,15 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torc
     raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
 
 
+def band_limited(stem_specs: torch.Tensor, band_hz: torch.Tensor, config: Config) -> torch.Tensor:
+    """`stem_specs` (batch, sources, channels, bins, frames) with every bin above its example's
+    band (batch,) in Hz set to zero: such bins then count for nothing in `mask_loss` (neither the
+    error nor the stem's energy), and a mix summed from them is cut to the band."""
+    frequencies = torch.arange(config.stft.n_bins, device=stem_specs.device) * (config.stft.sample_rate / config.stft.n_fft)
+    inside = frequencies <= band_hz.to(stem_specs.device)[:, None]  # (batch, bins)
+    return stem_specs * inside[:, None, None, :, None]
+
+
 def stft_tensor(samples: np.ndarray | torch.Tensor, config: Config, whole: bool = False) -> torch.Tensor:
     """`spectral.stft_frames` (or `spectral.stft` of a whole signal) as a complex torch tensor."""
     array = samples.numpy() if isinstance(samples, torch.Tensor) else samples
@@ -147,16 +156,22 @@ class _SamplerStream(torch.utils.data.IterableDataset):
         sampler = copy.copy(self.sampler)
         sampler.rng = np.random.default_rng([*self.seed, torch.utils.data.get_worker_info().id])
         while True:
-            yield torch.from_numpy(sampler.batch(self.size))
+            yield _tensors(sampler.draw(self.size))
 
 
-def excerpt_batches(sampler: ExcerptSampler, size: int, workers: int, seed: tuple[int, ...]) -> Iterator[torch.Tensor]:
-    """Training batches (size, sources, channels, samples): drawn from `sampler` itself with no
+def _tensors(batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(batch[0]), torch.from_numpy(batch[1])
+
+
+def excerpt_batches(sampler: ExcerptSampler, size: int, workers: int,
+                    seed: tuple[int, ...]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Training batches, stems (size, sources, channels, samples) and the top of each example's
+    band (size,) in Hz: drawn from `sampler` itself with no
     workers, else by `workers` processes ahead of time, each with its own stream seeded by `seed`
     and its worker id (a resumed run draws new streams: `seed` holds the step it resumed at)."""
     if workers == 0:
         while True:
-            yield torch.from_numpy(sampler.batch(size))
+            yield _tensors(sampler.draw(size))
     loader = torch.utils.data.DataLoader(_SamplerStream(sampler, size, seed), batch_size=None,
                                          num_workers=workers, prefetch_factor=4)
     yield from loader
@@ -220,10 +235,15 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
     if config.train.musdb_root:
         train_songs += musdb_songs(config.train.musdb_root, "train", cache, skipped=skipped, sources=sources)
         valid_songs = musdb_songs(config.train.musdb_root, "valid", cache, skipped=skipped, sources=sources)
+    bands = {folder: float(hz) for folder, hz in (item.split("=", 1) for item in config.train.band_limits)}
+    unread = set(bands) - {*config.train.stem_dirs, *config.train.rendered_dirs}
+    if unread:
+        raise StemsError(f"train.band_limits names {', '.join(sorted(unread))}, which is in neither train.stem_dirs "
+                         "nor train.rendered_dirs")
     for folder in config.train.stem_dirs:
-        train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources)
+        train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources, bands.get(folder, math.inf))
     rendered = [song for folder in config.train.rendered_dirs
-                for song in stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources)]
+                for song in stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources, bands.get(folder, math.inf))]
     if not train_songs and not rendered:
         raise StemsError("no training data: set train.musdb_root, train.stem_dirs or train.rendered_dirs")
     return train_songs, rendered, valid_songs
@@ -347,10 +367,12 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     started, started_step = time.time(), step
     batches = excerpt_batches(sampler, cfg.batch_size, cfg.workers, (cfg.seed, rank, step))
     while step < cfg.steps:
-        stem_specs = stft_tensor(next(batches), config).to(device)  # (B, S, C, F, T)
-        logits = net(stem_specs.sum(dim=1).abs())
+        stems, band_hz = next(batches)
+        stem_specs = stft_tensor(stems, config).to(device)  # (B, S, C, F, T)
+        scored_specs = band_limited(stem_specs, band_hz, config) if band_hz.isfinite().any() else stem_specs
+        logits = net((scored_specs if cfg.band_limited_mix == "limited" else stem_specs).sum(dim=1).abs())
         inner = slice(model.past, stem_specs.shape[-1] - model.lookahead)
-        loss = mask_loss(logits, stem_specs[..., inner], cfg.loss)
+        loss = mask_loss(logits, scored_specs[..., inner], cfg.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

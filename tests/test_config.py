@@ -38,6 +38,10 @@ def test_shipped_configs_load():
     ("train.rendered_share=1.0", "train.rendered_share must be in"),
     ("train.vocals_level_db=[3, -18]", "train.vocals_level_db must be .low, high. with low <= high"),
     ("train.vocals_level_db=[-18]", "train.vocals_level_db must be"),
+    ("train.band_limits=[data/mir-1k]", "train.band_limits items must be FOLDER=HZ"),
+    ("train.band_limits=[data/mir-1k=high]", "train.band_limits items must be FOLDER=HZ"),
+    ("train.band_limits=[data/mir-1k=-8000]", "train.band_limits items must be FOLDER=HZ"),
+    ("train.band_limited_mix=cut", "train.band_limited_mix must be full or limited"),
     ("train=3", "'train' must be a mapping"),
     ("nokey", "must look like key.sub=value"),
 ])
@@ -53,6 +57,17 @@ def test_bad_files(tmp_path):
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(bad)
+
+
+def test_a_repeated_key_is_refused_naming_the_file_key_and_line(tmp_path):
+    """Plain YAML keeps the last of two equal keys and drops the first without a word."""
+    path = tmp_path / "twice.yaml"
+    path.write_text("model: fast\ntrain:\n  steps: 3\nmodel:\n  widths: [8, 16, 32]\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: duplicate key 'model' \(line 4\)"):
+        load_config(path)
+    path.write_text("train:\n  steps: 3\n  lr: 0.1\n  steps: 4\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: duplicate key 'steps' \(line 4\)"):
+        load_config(path)
 
 
 def test_hop_must_divide_n_fft():

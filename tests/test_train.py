@@ -85,6 +85,11 @@ def test_train_rejects_bad_config(tmp_path):
     assert not (tmp_path / "s").exists()
     result = CliRunner().invoke(app, ["train", "--set", "train.workers=-1", "--out", str(tmp_path / "w")])
     assert result.exit_code == 2 and "train.workers must be 0 or more, got -1" in result.output
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("model: fast\nmodel:\n  widths: [8, 16, 32]\n")
+    result = CliRunner().invoke(app, ["train", str(twice), "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and result.output.strip() == f"error: {twice}: duplicate key 'model' (line 2)"
+    assert not (tmp_path / "d").exists()
 
 
 def _settings(tmp_path, steps, save_every):
@@ -276,7 +281,7 @@ def test_worker_batches_are_seeded_per_worker_and_reproducible():
 
     def first(workers, seed, count=4):
         batches = excerpt_batches(ExcerptSampler(songs, 4096, seed=0), 3, workers, seed)
-        return [next(batches).numpy() for _ in range(count)]
+        return [next(batches)[0].numpy() for _ in range(count)]
 
     drawn = first(2, (0, 0, 0))
     assert all(b.shape == (3, 4, 2, 4096) and b.dtype == np.float32 for b in drawn)
@@ -346,3 +351,72 @@ def test_init_from_another_model_is_a_clear_error(tmp_path):
     assert not (tmp_path / "other").exists()  # failed before writing anything
     bad = CliRunner().invoke(app, ["train", "--set", "train.ema_decay=1.0", "--out", str(tmp_path / "e")])
     assert bad.exit_code == 2 and "train.ema_decay must be in [0, 1), got 1.0" in bad.output
+
+
+def _sixteen_khz_vocals(root, clips=3):
+    """A MIR-1K-like folder: mono vocals recorded at 16 kHz (nothing above 8 kHz), nothing else."""
+    for clip in range(clips):
+        folder = root / f"singer_1_0{clip}"
+        folder.mkdir(parents=True)
+        sf.write(folder / "vocals.ogg", synth(2.0, channels=1, seed=70 + clip, rate=16000).T, 16000)
+
+
+def test_band_limited_vocals_count_for_nothing_above_their_band_in_the_loss(tmp_path):
+    """A 16-kHz vocals folder named in train.band_limits: the examples that draw its vocals carry
+    its band (times the slowest speed); their stems' bins above it are zero in what the loss is
+    given, the mix the network sees is cut there only with band_limited_mix=limited, and the
+    full-band examples are left as they are."""
+    import torch
+
+    from stems.config import load_config
+    from stems.train import band_limited, excerpt_sampler, load_training_songs, mask_loss, stft_tensor
+
+    _stem_folder(tmp_path / "full")
+    _sixteen_khz_vocals(tmp_path / "clips")
+    config = load_config(None, ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'full'}']",
+                                f"train.rendered_dirs=['{tmp_path / 'clips'}']", "train.rendered_share=0.5",
+                                "train.fill_missing=true", f"train.cache_dir='{tmp_path / 'cache'}'",
+                                f"train.band_limits=['{tmp_path / 'clips'}=8000']", "train.speed_range=0.1"])
+    songs, clips, _ = load_training_songs(config, [])
+    assert {song.band_hz for song in songs} == {np.inf} and {song.band_hz for song in clips} == {8000.0}
+    stems, band_hz = excerpt_sampler(config, songs, clips, 16384, seed=0).draw(24)
+    limited = np.isfinite(band_hz)
+    assert limited.any() and not limited.all() and np.allclose(band_hz[limited], 7200.0)
+
+    specs = stft_tensor(stems, config)  # (24, 4, 2, bins, frames)
+    scored = band_limited(specs, torch.from_numpy(band_hz), config)
+    above = np.arange(config.stft.n_bins) * config.stft.sample_rate / config.stft.n_fft > 7200.0
+    assert not scored[limited][..., above, :].any()
+    assert torch.equal(scored[limited][..., ~above, :], specs[limited][..., ~above, :])
+    assert torch.equal(scored[~limited], specs[~limited])
+    assert specs[limited][..., above, :].abs().amax() > 0  # the other stems do sound up there
+
+    # the loss of a limited example is the loss over its band's bins alone
+    logits = torch.randn(specs.shape)
+    example = int(np.flatnonzero(limited)[0])
+    whole = mask_loss(logits[example:example + 1], scored[example:example + 1], "sdr")
+    band = mask_loss(logits[example:example + 1, ..., ~above, :], specs[example:example + 1, ..., ~above, :], "sdr")
+    assert whole.item() == pytest.approx(band.item(), rel=1e-5)
+
+
+def test_a_band_limit_for_a_folder_that_is_not_read_is_refused(tmp_path):
+    _stem_folder(tmp_path / "full")
+    settings = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'full'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
+                f"train.band_limits=['{tmp_path / 'clips'}=8000']", "model.widths=[4,8,8]", "train.steps=1"]
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")] + [a for s in settings for a in ("--set", s)])
+    assert result.exit_code != 0 and "train.band_limits names" in result.output and "clips" in result.output
+
+
+@pytest.mark.parametrize("mix", ["full", "limited"])
+def test_training_with_band_limited_vocals_runs(tmp_path, mix):
+    _stem_folder(tmp_path / "full")
+    _sixteen_khz_vocals(tmp_path / "clips")
+    settings = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'full'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
+                f"train.rendered_dirs=['{tmp_path / 'clips'}']", "train.fill_missing=true",
+                f"train.band_limits=['{tmp_path / 'clips'}=8000']", f"train.band_limited_mix={mix}",
+                "model.widths=[4,8,8]", "train.batch_size=4", "train.excerpt_frames=8", "train.steps=3", "train.save_every=3"]
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")] + [a for s in settings for a in ("--set", s)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2, 3] and all(np.isfinite(s["loss"]) for s in steps)
