@@ -1,6 +1,6 @@
 """Configuration: frozen dataclasses with their defaults in code, named overrides in configs/*.yaml.
 
-STFT settings (measured, see README "Where the time goes"): n_fft 2048 gives 21.5 Hz bins, fine
+STFT settings (measured, see docs/benchmarks.md "Where the time goes"): n_fft 2048 gives 21.5 Hz bins, fine
 enough to separate bass harmonics; hop 1024 (50 % overlap) halves the cost of the network, the
 masking and the iSTFT compared with hop 512, and is the setting SiSEC's oracle IBM1 is defined at.
 """

@@ -21,7 +21,7 @@ class MissingExtra(StemsError):
     """
 
     def __init__(self, what: str, module: str):
-        super().__init__(f"{what} needs the training extras ({module} is not installed): pip install 'stems[train]'")
+        super().__init__(f"{what} needs the training extras ({module} is not installed): pip install '.[train]' in the stems checkout")
         self.module = module
 
     @staticmethod

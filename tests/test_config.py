@@ -14,7 +14,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
 
 
 def test_exponents_without_a_dot_are_numbers(tmp_path):
-    """YAML 1.1 reads 1e-3 as a string; the README's own `--set train.lr=1e-3` must work."""
+    """YAML 1.1 reads 1e-3 as a string; the docs' own `--set train.lr=1e-3` (docs/cli.md) must work."""
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  lr: 5e-4\n")
     assert load_config(path).train.lr == 5e-4

@@ -48,7 +48,7 @@ def stems_without(blocked, *args, cwd: Path) -> subprocess.CompletedProcess:
 
 def line(what: str, module: str) -> str:
     """The line a missing extra ends in, as a regular expression; `what` is one too."""
-    return rf"error: {what} needs the training extras \({module} is not installed\): pip install 'stems\[train\]'"
+    return rf"error: {what} needs the training extras \({module} is not installed\): pip install '\.\[train\]' in the stems checkout"
 
 
 def assert_one_line(run: subprocess.CompletedProcess, pattern: str) -> None:

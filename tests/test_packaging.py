@@ -46,4 +46,4 @@ def test_wheel_installs_and_separates_outside_the_repository(tmp_path):
                                  cwd=tmp_path)
         assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
         assert re.search(rf"^error: stems {command} needs the training extras \(\w+ is not installed\): "
-                         r"pip install 'stems\[train\]'$", refused.stderr, re.M), refused.stderr
+                         r"pip install '\.\[train\]' in the stems checkout$", refused.stderr, re.M), refused.stderr

@@ -21,7 +21,7 @@ __all__ = ["Interrupted", "app", "console", "fail", "needs_extras", "print_error
 
 def print_error(message: str) -> None:
     """Print one error line on stderr. The message is plain text: brackets in it (pip's
-    'stems[train]', a file name) are printed, not read as rich markup."""
+    '.[train]', a file name) are printed, not read as rich markup."""
     console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
@@ -37,7 +37,7 @@ def needs_extras(command: str, *modules: str) -> Callable[[Callable], Callable]:
     extra missing anywhere in the command (one its options reach, or a dependency of one) fails
     the same way. Either ends in one line and exit status 1:
 
-        error: stems evaluate needs the training extras (museval is not installed): pip install 'stems[train]'
+        error: stems evaluate needs the training extras (museval is not installed): pip install '.[train]' in the stems checkout
 
     Args:
         command: the command as typed after `stems`, e.g. "dataset build".

@@ -52,7 +52,7 @@ def separate(
     device: str = typer.Option("cpu", "--device", help=f"Where the network runs: {' or '.join(DEVICES)}."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the network (default: one per core but one; every core for a bag such as quality)."),
     shifts: int = typer.Option(1, "--shifts", help="Average N separations, each with the STFT frame grid shifted by hop/N samples "
-                               "(Demucs' shift trick): N times the network's work; see the README for what it gains."),
+                               "(Demucs' shift trick): N times the network's work; see docs/quality.md for what it gains."),
     gate_db: float = typer.Option(GATE_DB, "--gate-db", help="Silence gate: in a frame where a stem's estimate holds less than this share of the mix's energy (dB), the stem gets nothing there (what leaks into a stem that is silent in a section); -inf: off."),
     float_output: bool = typer.Option(False, "--float", help="32-bit float wav (24-bit flac) instead of 16-bit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),

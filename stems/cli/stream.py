@@ -34,7 +34,7 @@ def stream(
     runtime: Optional[str] = typer.Option(None, "--runtime", help="What runs a registered model: onnx (default) or torch."),
     list_devices: bool = typer.Option(False, "--list-devices", help="List audio devices and exit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing recordings."),
-    threads: int = typer.Option(1, "--threads", help="Threads for the network (see the README for what 2 gives)."),
+    threads: int = typer.Option(1, "--threads", help="Threads for the network (see docs/benchmarks.md for what 2 gives)."),
 ) -> None:
     """Separate as audio arrives: acquire -> process -> reconstruct -> play/record, one thread each.
 
