@@ -21,7 +21,7 @@ from stems.render import songs as rendering
 from stems.render.command import render_with
 from stems.render.fluidsynth import render
 from stems.render.midi import split_parts
-from stems.render.sources import SOURCES, Soundfont, Source, check_installed, wad_lumps
+from stems.render.catalogue import COLLECTIONS, SongCollection, Soundfont, check_installed, wad_lumps
 
 from conftest import residual_db
 
@@ -115,21 +115,21 @@ def test_wad_lumps_are_read_by_their_directory(tmp_path):
         list(wad_lumps(path))
 
 
-def test_a_source_that_is_not_installed_names_its_apt_get(tmp_path):
-    missing = Source("x", "freedoom", "BSD-3-Clause", "", lambda: iter(()), (tmp_path / "nothing.wad",))
+def test_a_collection_that_is_not_installed_names_its_apt_get(tmp_path):
+    missing = SongCollection("x", "freedoom", "BSD-3-Clause", "", lambda: iter(()), (tmp_path / "nothing.wad",))
     with pytest.raises(StemsError, match="apt-get install -y --no-install-recommends freedoom"):
         check_installed(missing)
 
 
-def fake_source(tmp_path: Path) -> Source:
-    return Source("tiny", "none", "CC0", "test songs", lambda: iter(()), (tmp_path,))
+def fake_collection(tmp_path: Path) -> SongCollection:
+    return SongCollection("tiny", "none", "CC0", "test songs", lambda: iter(()), (tmp_path,))
 
 
-def test_the_cli_refuses_an_unknown_source_in_one_line(tmp_path):
+def test_the_cli_refuses_an_unknown_collection_in_one_line(tmp_path):
     exe = Path(sys.executable).parent / "stems"
-    done = subprocess.run([str(exe), "dataset", "render", "out", "--sources", "nope"], capture_output=True, text=True,
+    done = subprocess.run([str(exe), "dataset", "render", "out", "--collections", "nope"], capture_output=True, text=True,
                           cwd=tmp_path)
-    assert done.returncode == 1 and "unknown source nope" in done.stdout + done.stderr
+    assert done.returncode == 1 and "unknown collection nope" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr and not (tmp_path / "out").exists()
 
 
@@ -148,7 +148,7 @@ def test_an_output_that_cannot_be_written_is_one_line_and_exit_1(tmp_path, monke
 @needs_fluidsynth
 def test_stems_add_up_to_the_whole_render_and_silent_parts_are_dropped(tmp_path):
     font = Soundfont("test", SOUNDFONT_FILES[0], "fluid-soundfont-gm", "MIT")
-    result = rendering.render_song(tmp_path, fake_source(tmp_path), "song", tiny_midi(silent_channel=True), "test", font)
+    result = rendering.render_song(tmp_path, fake_collection(tmp_path), "song", tiny_midi(silent_channel=True), "test", font)
     folder = tmp_path / "tiny-song-test"
     assert result.status == "written" and sorted(p.name for p in folder.iterdir()) == \
         ["bass.flac", "drums.flac", "other.flac", "song.json"]
@@ -166,7 +166,7 @@ def test_stems_add_up_to_the_whole_render_and_silent_parts_are_dropped(tmp_path)
     for stem, audio in stems.items():
         assert abs(10 * np.log10(np.square(audio, dtype=np.float64).sum() / np.square(mix, dtype=np.float64).sum())
                    - card["level_db"][stem]) < 0.01
-    again = rendering.render_song(tmp_path, fake_source(tmp_path), "song", tiny_midi(), "test", font)
+    again = rendering.render_song(tmp_path, fake_collection(tmp_path), "song", tiny_midi(), "test", font)
     assert again.status == "skipped" and again.card == card
 
 
@@ -182,8 +182,8 @@ def test_a_part_that_fails_skips_its_song_whole_and_the_others_go_on(tmp_path, m
         return render(midi, soundfont, work, gain)
 
     monkeypatch.setattr(rendering, "render", flaky)
-    source = fake_source(tmp_path)
-    jobs = [(source, "first", tiny_midi(), "a", font), (source, "second", tiny_midi(), "b", font)]
+    collection = fake_collection(tmp_path)
+    jobs = [(collection, "first", tiny_midi(), "a", font), (collection, "second", tiny_midi(), "b", font)]
     results = rendering.render_all(tmp_path / "out", jobs)
     assert [(r.name, r.status) for r in results] == [("tiny-first-test", "failed"), ("tiny-second-test", "written")]
     assert "boom" in results[0].error
@@ -201,9 +201,9 @@ def test_a_renderer_that_hangs_is_a_stems_error_and_its_files_are_removed(tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (CAN_RENDER and SOURCES["freedoom"].installed and SOURCES["openmsx"].installed),
+@pytest.mark.skipif(not (CAN_RENDER and COLLECTIONS["freedoom"].installed and COLLECTIONS["openmsx"].installed),
                     reason="needs fluidsynth, a soundfont, freedoom and openttd-openmsx")
-def test_one_real_song_of_each_source_renders_into_stems_the_trainer_reads(tmp_path):
+def test_one_real_song_of_each_collection_renders_into_stems_the_trainer_reads(tmp_path):
     from stems.data import stem_folder_songs
 
     exe = Path(sys.executable).parent / "stems"
@@ -211,7 +211,7 @@ def test_one_real_song_of_each_source_renders_into_stems_the_trainer_reads(tmp_p
                            "--soundfonts", "fluidr3"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     cards = json.loads((tmp_path / "out" / "songs.json").read_text())
-    assert sorted(card["source"] for card in cards) == ["freedoom", "openmsx"]
+    assert sorted(card["source"] for card in cards) == ["freedoom", "openmsx"]  # the collection, under its on-disk key
     for card in cards:
         assert card["duration"] > 20 and {p["stem"] for p in card["parts"]} <= {"drums", "bass", "other"}
         assert all(p["stem"] == "drums" for p in card["parts"] if p["channel"] == 10)

@@ -1,4 +1,4 @@
-"""`stems dataset render --sources lmms`: LMMS projects split into labelled parts, each part's copy
+"""`stems dataset render --collections lmms`: LMMS projects split into labelled parts, each part's copy
 muting exactly the other parts without master effects, the reviewed table, licences from
 debian/copyright, damaged projects, and one real project rendered into stems that add up to it."""
 
@@ -18,7 +18,7 @@ import soundfile as sf
 from stems.errors import StemsError
 from stems.render import lmms, mmp
 from stems.render import songs as rendering
-from stems.render.sources import LMMS_PROJECTS, SOURCES, debian_licence
+from stems.render.catalogue import COLLECTIONS, LMMS_PROJECTS, debian_licence
 
 from conftest import residual_db
 
@@ -141,7 +141,7 @@ def test_a_missing_renderer_names_its_apt_get(monkeypatch):
 
 @needs_lmms
 def test_every_installed_project_is_labelled_and_planned_once_without_a_soundfont():
-    songs = list(SOURCES["lmms"].songs())
+    songs = list(COLLECTIONS["lmms"].songs())
     table = mmp.load_table()
     counts = {"drums": 0, "bass": 0, "other": 0}
     for name, data, origin in songs:
@@ -157,7 +157,7 @@ def test_every_installed_project_is_labelled_and_planned_once_without_a_soundfon
 @needs_lmms
 def test_a_real_project_renders_into_stems_that_add_up_to_its_render(tmp_path):
     origin = LMMS_PROJECTS / "shorties" / "Crunk(Demo).mmp"  # 17 s, samples and a deterministic chip synth
-    result = rendering.render_song(tmp_path, SOURCES["lmms"], "crunk-demo", origin.read_bytes(), str(origin), None)
+    result = rendering.render_song(tmp_path, COLLECTIONS["lmms"], "crunk-demo", origin.read_bytes(), str(origin), None)
     folder = tmp_path / "lmms-crunk-demo"
     assert result.status == "written" and sorted(p.name for p in folder.iterdir()) == \
         ["bass.flac", "drums.flac", "other.flac", "song.json"]

@@ -1,4 +1,4 @@
-"""`stems dataset render --sources modules`: tracker modules split into labelled instruments or
+"""`stems dataset render --collections modules`: tracker modules split into labelled instruments or
 samples, each rendered alone by libopenmpt into stems that add up to the whole render, the labels
 and their reasons in song.json, the modules rejected (no drum or bass name, parts that do not add
 up), unreadable ones, IT and XM headers, and the one-line errors of a missing library or package."""
@@ -19,7 +19,7 @@ import soundfile as sf
 from stems.errors import StemsError
 from stems.render import openmpt, tracker
 from stems.render import songs as rendering
-from stems.render.sources import MODULE_PACKAGES, SOURCES, Source, check_installed, module_licence
+from stems.render.catalogue import COLLECTIONS, MODULE_PACKAGES, SongCollection, check_installed, module_licence
 
 from conftest import residual_db
 
@@ -72,8 +72,8 @@ def tiny_module(names: tuple[str, str, str, str] = ("kick", "bass", "pad", "shak
             + b"".join(data for _, data in samples))
 
 
-def module_source(tmp_path: Path) -> Source:
-    return Source("tiny", "none", "CC0", "test modules", lambda: iter(()), (tmp_path,), "module")
+def module_collection(tmp_path: Path) -> SongCollection:
+    return SongCollection("tiny", "none", "CC0", "test modules", lambda: iter(()), (tmp_path,), "module")
 
 
 @pytest.mark.parametrize("name, stem", [
@@ -146,7 +146,7 @@ def test_xm_instruments_name_the_samples_their_keymap_plays():
 
 @needs_openmpt
 def test_a_module_renders_into_stems_that_add_up_to_its_whole_render(tmp_path):
-    result = rendering.render_song(tmp_path, module_source(tmp_path), "song", tiny_module(), "tiny.mod", None)
+    result = rendering.render_song(tmp_path, module_collection(tmp_path), "song", tiny_module(), "tiny.mod", None)
     folder = tmp_path / "tiny-song"
     assert result.status == "written" and sorted(p.name for p in folder.iterdir()) == \
         ["bass.flac", "drums.flac", "other.flac", "song.json"]
@@ -163,17 +163,17 @@ def test_a_module_renders_into_stems_that_add_up_to_its_whole_render(tmp_path):
     assert residual_db(whole, mix) > 80  # 24-bit stems of parts that add up exactly (one lost leaves under 10)
     assert abs(max(float(np.abs(a).max()) for a in (mix, *stems.values())) - rendering.PEAK) < 1e-3  # one gain
     assert all(float(np.abs(audio).max()) > 0.05 for audio in stems.values())
-    again = rendering.render_song(tmp_path, module_source(tmp_path), "song", tiny_module(), "tiny.mod", None)
+    again = rendering.render_song(tmp_path, module_collection(tmp_path), "song", tiny_module(), "tiny.mod", None)
     assert again.status == "skipped" and again.card == card
 
 
 @needs_openmpt
 def test_unreadable_unlabelled_and_unadding_modules_are_reported_and_nothing_is_written(tmp_path, monkeypatch):
-    source = module_source(tmp_path)
-    jobs = [(source, "broken", b"M.K. this is no module", "broken.mod", None),
-            (source, "cut", tiny_it()[:0x30], "cut.it", None),
-            (source, "nameless", tiny_module(("", "music by", "reg", "")), "nameless.mod", None),
-            (source, "good", tiny_module(), "good.mod", None)]
+    collection = module_collection(tmp_path)
+    jobs = [(collection, "broken", b"M.K. this is no module", "broken.mod", None),
+            (collection, "cut", tiny_it()[:0x30], "cut.it", None),
+            (collection, "nameless", tiny_module(("", "music by", "reg", "")), "nameless.mod", None),
+            (collection, "good", tiny_module(), "good.mod", None)]
     out = tmp_path / "out"
     results = rendering.render_all(out, jobs)
     assert [(r.name, r.status) for r in results] == [("tiny-broken", "failed"), ("tiny-cut", "failed"),
@@ -190,7 +190,7 @@ def test_unreadable_unlabelled_and_unadding_modules_are_reported_and_nothing_is_
         return audio * 1.1 if solo is None else audio
 
     monkeypatch.setattr(openmpt, "render", louder_whole)
-    again = rendering.render_all(tmp_path / "again", [(source, "good", tiny_module(), "good.mod", None)])
+    again = rendering.render_all(tmp_path / "again", [(collection, "good", tiny_module(), "good.mod", None)])
     assert again[0].status == "rejected" and "add up to its whole render within 20.8 dB only" in again[0].error
     assert list((tmp_path / "again").iterdir()) == []
 
@@ -201,14 +201,15 @@ def test_the_cli_reports_a_rejected_module_and_exits_0(tmp_path, monkeypatch):
 
     from stems.cli import app
 
-    source = module_source(tmp_path)
-    jobs = [(source, "nameless", tiny_module(("", "by", "", "")), "nameless.mod", None),
-            (source, "good", tiny_module(), "good.mod", None)]
+    collection = module_collection(tmp_path)
+    jobs = [(collection, "nameless", tiny_module(("", "by", "", "")), "nameless.mod", None),
+            (collection, "good", tiny_module(), "good.mod", None)]
     monkeypatch.setattr(rendering, "plan", lambda *args: jobs)
-    result = CliRunner().invoke(app, ["dataset", "render", str(tmp_path / "out"), "--sources", "modules"])
+    result = CliRunner().invoke(app, ["dataset", "render", str(tmp_path / "out"), "--collections", "modules"])
     assert result.exit_code == 0 and "Traceback" not in result.output
     assert "rejected tiny-nameless: nameless.mod: none of its 4 parts" in result.output
     assert "written tiny-good" in result.output and "1 of 2 songs rejected" in result.output
+    assert "collection" in result.output  # the results table's first column
 
 
 @needs_openmpt
@@ -227,7 +228,7 @@ def test_a_missing_libopenmpt_is_one_line_naming_its_apt_get(tmp_path, monkeypat
     monkeypatch.setattr(openmpt, "LIBRARY", "libopenmpt-that-is-not-there.so.0")
     openmpt.library.cache_clear()
     try:
-        result = CliRunner().invoke(app, ["dataset", "render", str(tmp_path / "out"), "--sources", "modules"])
+        result = CliRunner().invoke(app, ["dataset", "render", str(tmp_path / "out"), "--collections", "modules"])
     finally:
         openmpt.library.cache_clear()
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -237,7 +238,7 @@ def test_a_missing_libopenmpt_is_one_line_naming_its_apt_get(tmp_path, monkeypat
 
 
 def test_a_missing_module_package_names_the_apt_get_of_all_three(tmp_path):
-    missing = dataclasses.replace(SOURCES["modules"], markers=(tmp_path, tmp_path / "not-installed"))
+    missing = dataclasses.replace(COLLECTIONS["modules"], markers=(tmp_path, tmp_path / "not-installed"))
     with pytest.raises(StemsError, match="modules: not installed: apt-get install -y --no-install-recommends "
                                          "pingus-data tecnoballz-data njam-data"):
         check_installed(missing)
@@ -245,7 +246,7 @@ def test_a_missing_module_package_names_the_apt_get_of_all_three(tmp_path):
 
 @pytest.mark.skipif(not HAS_MODULES, reason="needs libopenmpt0, pingus-data, tecnoballz-data, njam-data")
 def test_the_installed_modules_are_listed_with_their_packages_licences():
-    songs = list(SOURCES["modules"].songs())
+    songs = list(COLLECTIONS["modules"].songs())
     assert len(songs) == 38 and len({name for name, _, _ in songs}) == 38
     licences = {module_licence(Path(origin)) for _, _, origin in songs}
     assert licences == {("pingus-data", "GPL-2+"), ("tecnoballz-data", "GPL-3+"), ("njam-data", "GPL-2.0+")}
@@ -256,7 +257,7 @@ def test_one_real_module_renders_into_stems_the_trainer_reads(tmp_path):
     from stems.data import stem_folder_songs
 
     exe = Path(sys.executable).parent / "stems"
-    done = subprocess.run([str(exe), "dataset", "render", str(tmp_path / "out"), "--sources", "modules",
+    done = subprocess.run([str(exe), "dataset", "render", str(tmp_path / "out"), "--collections", "modules",
                            "--limit", "1", "--seed", "4"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     [card] = json.loads((tmp_path / "out" / "songs.json").read_text())

@@ -1,6 +1,7 @@
-"""The installed Debian packages that hold songs to render, and the soundfonts to render them with.
+"""The catalogue of song collections to render (COLLECTIONS: each a set of songs that some
+installed Debian packages hold), and the soundfonts to render them with.
 
-A source lists its songs as (name, MIDI file, LMMS project or tracker module bytes, where it came
+A collection lists its songs as (name, MIDI file, LMMS project or tracker module bytes, where it came
 from); a WAD (Doom's archive) is a 12-byte header ("IWAD"/"PWAD", lump count, directory offset)
 and a directory of 16-byte entries (offset, size, 8-byte name); Freedoom's music lumps are named
 D_* and hold Standard MIDI Files. The tracker modules' packages state their licences in their
@@ -23,7 +24,9 @@ MidiSong = tuple[str, bytes, str]  # (song name, MIDI file, LMMS project or modu
 
 
 @dataclass(frozen=True)
-class Source:
+class SongCollection:
+    """A set of songs that some Debian packages install, and how to list and render them."""
+
     name: str
     package: str  # the Debian packages that install it (space-separated)
     licence: str  # as the package's debian/copyright states it ("per project": each song's card says)
@@ -167,14 +170,14 @@ def module_licence(module: Path) -> tuple[str, str] | None:
     return None
 
 
-SOURCES = {source.name: source for source in (
-    Source("freedoom", "freedoom", "BSD-3-Clause", "Freedoom's game music: rock, metal, electronic, orchestral",
+COLLECTIONS = {collection.name: collection for collection in (
+    SongCollection("freedoom", "freedoom", "BSD-3-Clause", "Freedoom's game music: rock, metal, electronic, orchestral",
            _freedoom_songs, (FREEDOOM_DIR / "freedoom2.wad",)),
-    Source("openmsx", "openttd-openmsx", "GPL-2", "OpenMSX, OpenTTD's music: ragtime, blues, jazz, pop",
+    SongCollection("openmsx", "openttd-openmsx", "GPL-2", "OpenMSX, OpenTTD's music: ragtime, blues, jazz, pop",
            _openmsx_songs, (OPENMSX_DIR,)),
-    Source("lmms", "lmms lmms-common zynaddsubfx-data", "per project",
+    SongCollection("lmms", "lmms lmms-common zynaddsubfx-data", "per project",
            "LMMS's demo projects: house, trance, drum and bass, reggaeton, chiptune", _lmms_songs, (LMMS_PROJECTS,), "lmms"),
-    Source("modules", " ".join(package.package for package in MODULE_PACKAGES), "per package",
+    SongCollection("modules", " ".join(package.package for package in MODULE_PACKAGES), "per package",
            "Tracker modules of Pingus, TecnoballZ and Njam: game music, jazz, chiptune", _module_songs,
            tuple(package.root for package in MODULE_PACKAGES), "module"),
 )}
@@ -198,7 +201,8 @@ def installed_soundfonts() -> list[Soundfont]:
     return found
 
 
-def check_installed(source: Source) -> None:
-    """Raises StemsError naming the apt-get command when `source`'s packages are not all installed."""
-    if not source.installed:
-        raise StemsError(f"{source.name}: not installed: apt-get install -y --no-install-recommends {source.package}")
+def check_installed(collection: SongCollection) -> None:
+    """Raises StemsError naming the apt-get command when `collection`'s packages are not all installed."""
+    if not collection.installed:
+        raise StemsError(f"{collection.name}: not installed: apt-get install -y --no-install-recommends "
+                         f"{collection.package}")

@@ -1,4 +1,4 @@
-"""A source's songs rendered into `<out>/<song>/{drums,bass,other}.flac` folders the trainer reads.
+"""A song collection's songs rendered into `<out>/<song>/{drums,bass,other}.flac` folders the trainer reads.
 
 Each song is split into parts (midi.py for MIDI files, mmp.py for LMMS projects, tracker.py for
 tracker modules), each part rendered alone (fluidsynth.py, lmms.py, openmpt.py), parts that stay
@@ -37,7 +37,8 @@ from . import fluidsynth, lmms, mmp, openmpt, tracker
 from .command import require
 from .fluidsynth import RATE, render
 from .midi import STEM_OF_PART, split_parts
-from .sources import SOURCES, Soundfont, Source, check_installed, installed_soundfonts, lmms_licence, module_licence
+from .catalogue import (COLLECTIONS, SongCollection, Soundfont, check_installed, installed_soundfonts, lmms_licence,
+                        module_licence)
 
 PEAK = 0.9
 PARTIAL = ".partial"
@@ -51,7 +52,7 @@ class SongRejected(StemsError):
 @dataclass
 class SongResult:
     name: str
-    source: str
+    collection: str  # the name of the collection it belongs to
     status: str  # "written", "skipped" (already there), "rejected" or "failed"
     card: dict = field(default_factory=dict)  # the song's song.json
     error: str = ""
@@ -66,8 +67,8 @@ class Part:
     render: Callable[[Path], np.ndarray]  # work path (no suffix) -> float32 (2, samples) at 44.1 kHz
 
 
-def song_name(source: Source, name: str, soundfont: Soundfont | None) -> str:
-    return f"{source.name}-{name}" if soundfont is None else f"{source.name}-{name}-{soundfont.name}"
+def song_name(collection: SongCollection, name: str, soundfont: Soundfont | None) -> str:
+    return f"{collection.name}-{name}" if soundfont is None else f"{collection.name}-{name}-{soundfont.name}"
 
 
 def _midi_parts(midi: bytes, origin: str, soundfont: Soundfont) -> tuple[list[Part], dict]:
@@ -116,13 +117,13 @@ def _module_parts(module: bytes, origin: str) -> tuple[list[Part], dict, Callabl
     return described, extra, lambda work: openmpt.render(playable, origin)
 
 
-def _split(source: Source, data: bytes, origin: str,
+def _split(collection: SongCollection, data: bytes, origin: str,
            soundfont: Soundfont | None) -> tuple[list[Part], dict, Callable[[Path], np.ndarray] | None]:
     """A song's parts, the card fields they add, and its whole render where the renderer plays a
     song the same way every time (else None)."""
-    if source.kind == "module":
+    if collection.kind == "module":
         return _module_parts(data, origin)
-    parts, extra = _lmms_parts(data, origin) if source.kind == "lmms" else _midi_parts(data, origin, soundfont)
+    parts, extra = _lmms_parts(data, origin) if collection.kind == "lmms" else _midi_parts(data, origin, soundfont)
     return parts, extra, None
 
 
@@ -140,7 +141,7 @@ def _level_db(audio: np.ndarray, reference: np.ndarray) -> float | None:
     return round(float(10 * np.log10(energy / float(np.square(reference, dtype=np.float64).sum()))), 2) if energy else None
 
 
-def render_song(out: Path, source: Source, name: str, data: bytes, origin: str,
+def render_song(out: Path, collection: SongCollection, name: str, data: bytes, origin: str,
                 soundfont: Soundfont | None) -> SongResult:
     """Render one song (a MIDI file with `soundfont`, or an LMMS project or a tracker module
     with None) into `out`/<song name>/ unless that folder exists.
@@ -149,14 +150,14 @@ def render_song(out: Path, source: Source, name: str, data: bytes, origin: str,
         SongRejected: its labels or its parts do not hold (no files of the song are left).
         StemsError: a part failed to render (no files of the song are left).
     """
-    folder = out / song_name(source, name, soundfont)
+    folder = out / song_name(collection, name, soundfont)
     if folder.is_dir():
-        return SongResult(folder.name, source.name, "skipped", json.loads((folder / "song.json").read_text()))
+        return SongResult(folder.name, collection.name, "skipped", json.loads((folder / "song.json").read_text()))
     partial = out / PARTIAL / folder.name
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        parts, extra, whole = _split(source, data, origin, soundfont)
+        parts, extra, whole = _split(collection, data, origin, soundfont)
         rendered = [part.render(partial / f"part{index:02d}") for index, part in enumerate(parts)]
         audible = [float(np.abs(audio).max()) >= SILENCE for audio in rendered]
         length = max((audio.shape[1] for audio, keep in zip(rendered, audible) if keep), default=0)
@@ -180,8 +181,10 @@ def render_song(out: Path, source: Source, name: str, data: bytes, origin: str,
         written = {stem: audio for stem, audio in stems.items() if np.abs(audio).max() >= SILENCE}
         for stem, audio in written.items():
             sf.write(partial / f"{stem}.flac", audio.T, RATE, subtype="PCM_24", format="FLAC")
+        # "source" (the collection's name) keeps the key that rendered folders were written with
         card = {
-            "song": folder.name, "source": source.name, "package": source.package, "licence": source.licence,
+            "song": folder.name, "source": collection.name, "package": collection.package,
+            "licence": collection.licence,
             "origin": origin, **extra, "duration": round(mix.shape[1] / RATE, 2),
             "level_db": {stem: _level_db(stems[stem], mix) for stem in STEM_OF_PART},
             "parts": [{**part.card, "kept": keep} for part, keep in zip(parts, audible)],
@@ -191,7 +194,7 @@ def render_song(out: Path, source: Source, name: str, data: bytes, origin: str,
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return SongResult(folder.name, source.name, "written", card)
+    return SongResult(folder.name, collection.name, "written", card)
 
 
 def write_index(out: Path) -> None:
@@ -201,27 +204,27 @@ def write_index(out: Path) -> None:
         temporary.write_text(json.dumps(cards, indent=1) + "\n")
 
 
-def plan(source_names: list[str], limit: int | None, seed: int,
-         soundfont_names: list[str] | None = None) -> list[tuple[Source, str, bytes, str, Soundfont | None]]:
-    """Every (source, song name, MIDI or project, origin, soundfont) to render, soundfont by
-    soundfont (all MIDI songs with the first, then with the next; LMMS projects, whose soundfont is
-    None, once, with the first), sources interleaved; with `limit`, at most that many songs of each
-    source, drawn with `seed`.
+def plan(collection_names: list[str], limit: int | None, seed: int,
+         soundfont_names: list[str] | None = None) -> list[tuple[SongCollection, str, bytes, str, Soundfont | None]]:
+    """Every (collection, song name, MIDI, project or module, origin, soundfont) to render,
+    soundfont by soundfont (all MIDI songs with the first, then with the next; LMMS projects and
+    tracker modules, whose soundfont is None, once, with the first), collections interleaved; with
+    `limit`, at most that many songs of each collection, drawn with `seed`.
 
     Raises:
-        StemsError: an unknown source or soundfont, fluidsynth, lmms or libopenmpt, a source or
-            every soundfont missing.
+        StemsError: an unknown collection or soundfont, fluidsynth, lmms or libopenmpt, a
+            collection's packages or every soundfont missing.
     """
-    unknown = [name for name in source_names if name not in SOURCES]
+    unknown = [name for name in collection_names if name not in COLLECTIONS]
     if unknown:
-        raise StemsError(f"unknown source {', '.join(unknown)} (known: {', '.join(SOURCES)})")
+        raise StemsError(f"unknown collection {', '.join(unknown)} (known: {', '.join(COLLECTIONS)})")
     fonts: list[Soundfont | None] = [None]
-    if any(SOURCES[name].kind == "midi" for name in source_names):
+    if any(COLLECTIONS[name].kind == "midi" for name in collection_names):
         require("fluidsynth", fluidsynth.APT)
         fonts = installed_soundfonts()
-    if any(SOURCES[name].kind == "lmms" for name in source_names):
+    if any(COLLECTIONS[name].kind == "lmms" for name in collection_names):
         require("lmms", lmms.APT)
-    if any(SOURCES[name].kind == "module" for name in source_names):
+    if any(COLLECTIONS[name].kind == "module" for name in collection_names):
         openmpt.library()
     if soundfont_names and fonts != [None]:
         known = {font.name: font for font in fonts}
@@ -230,20 +233,20 @@ def plan(source_names: list[str], limit: int | None, seed: int,
             raise StemsError(f"soundfont {', '.join(missing)} is not installed (installed: {', '.join(known)})")
         fonts = [known[name] for name in soundfont_names]
     chosen = []
-    for name in source_names:
-        source = SOURCES[name]
-        check_installed(source)
-        songs = list(source.songs())
+    for name in collection_names:
+        collection = COLLECTIONS[name]
+        check_installed(collection)
+        songs = list(collection.songs())
         if limit is not None:
             songs = sorted(random.Random(f"{seed}-{name}").sample(songs, min(limit, len(songs))))
-        chosen.append((source, songs))
+        chosen.append((collection, songs))
     jobs = []
     for round_index, font in enumerate(fonts):
-        playing = [(source, songs) for source, songs in chosen if source.kind == "midi" or round_index == 0]
+        playing = [(collection, songs) for collection, songs in chosen if collection.kind == "midi" or round_index == 0]
         longest = max((len(songs) for _, songs in playing), default=0)
         for index in range(longest):
-            jobs += [(source, *songs[index], font if source.kind == "midi" else None)
-                     for source, songs in playing if index < len(songs)]
+            jobs += [(collection, *songs[index], font if collection.kind == "midi" else None)
+                     for collection, songs in playing if index < len(songs)]
     return jobs
 
 
@@ -253,13 +256,13 @@ def render_all(out: Path, jobs: list, on_result: Callable[[SongResult], None] | 
     out.mkdir(parents=True, exist_ok=True)
     results = []
     try:
-        for source, name, data, origin, font in jobs:
+        for collection, name, data, origin, font in jobs:
             try:
-                result = render_song(out, source, name, data, origin, font)
+                result = render_song(out, collection, name, data, origin, font)
             except SongRejected as error:
-                result = SongResult(song_name(source, name, font), source.name, "rejected", error=str(error))
+                result = SongResult(song_name(collection, name, font), collection.name, "rejected", error=str(error))
             except StemsError as error:
-                result = SongResult(song_name(source, name, font), source.name, "failed", error=str(error))
+                result = SongResult(song_name(collection, name, font), collection.name, "failed", error=str(error))
             if result.status == "written":
                 write_index(out)
             results.append(result)
