@@ -9,7 +9,11 @@ floor (read + STFT + iSTFT + write); Open-Unmix's umxhq network alone on the sam
 `openunmix` package is installed (`pip install --no-deps openunmix`: its weights are not needed
 for timing, so it runs with random ones); and peak RSS for a 60-minute file.
 
-Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default]
+With several --checkpoint models (comma-separated: the model roster), each round runs every model
+and Open-Unmix's network once, alternating, and prints each model's speed against that network
+in the same round (the roster's floors: docs/benchmarks.md).
+
+Run: .venv/bin/python scripts/bench.py [--minutes 3] [--long-minutes 60] [--checkpoint default[,fast,...]]
      [--runtimes onnx,torch] [--against DIR ...] [--rounds 3] [--shifts 1] [--threads N]
 """
 
@@ -53,10 +57,10 @@ _CHILD = ("import atexit, sys\n"
           "main()\n")
 
 
-def run_cli(path: Path, out: Path, args: argparse.Namespace, runtime: str) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one `stems separate` process; `runtime` is "onnx",
-    "torch", or a checkout's directory whose own `stems separate` runs (with its defaults)."""
-    command = [sys.executable, "-c", _CHILD, "separate", str(path), "-o", str(out), "--checkpoint", args.checkpoint,
+def run_cli(path: Path, out: Path, args: argparse.Namespace, runtime: str, checkpoint: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one `stems separate` process of `checkpoint`; `runtime`
+    is "onnx", "torch", or a checkout's directory whose own `stems separate` runs (with its defaults)."""
+    command = [sys.executable, "-c", _CHILD, "separate", str(path), "-o", str(out), "--checkpoint", checkpoint,
                "--shifts", str(args.shifts), "--overwrite"]
     env, cwd = None, None
     if runtime in ("onnx", "torch"):
@@ -161,7 +165,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--long-minutes", type=float, default=60.0)
-    parser.add_argument("--checkpoint", default="default")
+    parser.add_argument("--checkpoint", default="default", help="model(s), comma-separated: alternated, each against Open-Unmix")
     parser.add_argument("--runtimes", default="onnx", help="comma-separated: onnx, torch (alternated)")
     parser.add_argument("--against", action="append", default=[],
                         help="another checkout whose stems separate alternates too (repeatable)")
@@ -170,6 +174,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     runtimes = args.runtimes.split(",") + [str(Path(other).resolve()) for other in args.against]
+    checkpoints = args.checkpoint.split(",")
+    if len(checkpoints) > 1:
+        return roster(args, checkpoints, runtimes[0])
     print(f"command: {' '.join(['python', *sys.argv])}  ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="stems-bench-") as tmp:
         tmp = Path(tmp)
@@ -178,11 +185,11 @@ def main() -> None:
         path = tmp / "song.wav"
         sf.write(path, audio.T, RATE, subtype="PCM_16")
         for runtime in runtimes:
-            run_cli(path, tmp / "warm", args, runtime)  # page cache, first-import costs
+            run_cli(path, tmp / "warm", args, runtime, args.checkpoint)  # page cache, first-import costs
         runs = {runtime: [] for runtime in runtimes}
         for _ in range(args.rounds):
             for runtime in runtimes:
-                runs[runtime].append(run_cli(path, tmp / "out", args, runtime))
+                runs[runtime].append(run_cli(path, tmp / "out", args, runtime, args.checkpoint))
         print(f"{args.minutes:g}-minute stereo song ({what}), file -> 4 wav files, model load included, "
               f"{args.rounds} alternating rounds:")
         for runtime, results in runs.items():
@@ -209,16 +216,55 @@ def main() -> None:
                   f"{ours:.2f} s; {umx / statistics.median(s for s, _ in runs[runtimes[0]]):.1f}x our whole "
                   f"file -> files run")
         if args.long_minutes > 0:
-            reps = int(np.ceil(args.long_minutes / args.minutes))
-            long_path = tmp / "long.wav"
-            with sf.SoundFile(long_path, "w", RATE, 2, "PCM_16") as handle:
-                for _ in range(reps):
-                    handle.write(audio.T)
-            del audio
-            seconds, peak = run_cli(long_path, tmp / "long-out", args, runtimes[0])
-            minutes = reps * args.minutes
-            print(f"{minutes:g}-minute file ({runtimes[0]}): {seconds:.1f} s = {minutes * 60 / seconds:.1f}x real time, "
-                  f"peak RSS {peak:.0f} MB")
+            long_file(audio, tmp, args, runtimes[0], args.checkpoint)
+
+
+def long_file(audio: np.ndarray, tmp: Path, args: argparse.Namespace, runtime: str, checkpoint: str) -> None:
+    """Time and peak RSS of `checkpoint` on the song repeated to --long-minutes, written in turn."""
+    reps = int(np.ceil(args.long_minutes / args.minutes))
+    long_path = tmp / "long.wav"
+    with sf.SoundFile(long_path, "w", RATE, 2, "PCM_16") as handle:
+        for _ in range(reps):
+            handle.write(audio.T)
+    seconds, peak = run_cli(long_path, tmp / "long-out", args, runtime, checkpoint)
+    minutes = reps * args.minutes
+    print(f"{minutes:g}-minute file ({runtime}, {checkpoint}): {seconds:.1f} s = {minutes * 60 / seconds:.1f}x real time, "
+          f"peak RSS {peak:.0f} MB")
+
+
+def roster(args: argparse.Namespace, checkpoints: list[str], runtime: str) -> None:
+    """Each model of `checkpoints` and Open-Unmix's network alone, once each per round, in turn;
+    per model: median seconds, x real time, peak RSS, and the median over rounds of Open-Unmix's
+    network time over the model's file -> files time (the roster's speed floors read it); then the
+    first model's peak RSS on a --long-minutes file."""
+    print(f"command: {' '.join(['python', *sys.argv])}  ({os.cpu_count()} CPUs)")
+    with tempfile.TemporaryDirectory(prefix="stems-bench-") as tmp:
+        tmp = Path(tmp)
+        audio, what = song(args.minutes * 60)
+        duration = audio.shape[1] / RATE
+        path = tmp / "song.wav"
+        sf.write(path, audio.T, RATE, subtype="PCM_16")
+        for checkpoint in checkpoints:
+            run_cli(path, tmp / "warm", args, runtime, checkpoint)  # page cache, first-import costs
+        if open_unmix_seconds(audio[:, : RATE * 10], args.threads or os.cpu_count()) is None:
+            raise SystemExit("Open-Unmix is not installed: pip install --no-deps openunmix")
+        runs = {checkpoint: [] for checkpoint in checkpoints}
+        umx = []
+        for _ in range(args.rounds):
+            for checkpoint in checkpoints:
+                runs[checkpoint].append(run_cli(path, tmp / "out", args, runtime, checkpoint))
+            umx.append(open_unmix_seconds(audio, args.threads or os.cpu_count()))
+        print(f"{args.minutes:g}-minute stereo song ({what}), file -> 4 wav files, model load included ({runtime}), "
+              f"{args.rounds} alternating rounds; Open-Unmix umxhq network alone: median {statistics.median(umx):.2f} s "
+              f"(runs {', '.join(f'{s:.2f}' for s in umx)} s)")
+        for checkpoint, results in runs.items():
+            seconds = [s for s, _ in results]
+            ratios = [u / s for u, s in zip(umx, seconds)]
+            print(f"  {checkpoint:12s} median {statistics.median(seconds):6.2f} s = {duration / statistics.median(seconds):5.1f}x "
+                  f"real time, {statistics.median(ratios):.2f}x Open-Unmix's network (rounds {', '.join(f'{r:.2f}' for r in ratios)}), "
+                  f"peak RSS {max(p for _, p in results):.0f} MB")
+        if args.long_minutes > 0:
+            long_file(audio, tmp, args, runtime, checkpoints[0])
 
 
 if __name__ == "__main__":

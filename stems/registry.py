@@ -4,9 +4,14 @@
 file of an ensemble (`stems.ensemble`, which names its members' files), and records the sha256 of
 every file:
 
-    {"models": {"default": {"onnx": "default-1a2b3c4d.onnx", "torch": "default-19d42199.pt"},
-                "quality": {"ensemble": "quality-5e6f7a8b.json"}},
-     "sha256": {"default-1a2b3c4d.onnx": "1a2b3c4d...", "default-19d42199.pt": "19d42199...", ...}}
+    {"models": {"fast": {"onnx": "fast-1a2b3c4d.onnx", "torch": "fast-19d42199.pt"},
+                "default": {"ensemble": "default-5e6f7a8b.json"}},
+     "sha256": {"fast-1a2b3c4d.onnx": "1a2b3c4d...", "fast-19d42199.pt": "19d42199...", ...},
+     "about": {"fast": {"for": "whole libraries, slow machines", "speed": {...}}, ...}}
+
+`about` says what each name is for and its speed as measured for the roster (scripts/bench.py
+with several models: x real time and x Open-Unmix's network, one sitting); `stems info --list`
+shows it beside each card's validation table.
 
 Every model file carries the first 8 hex digits of its sha256 in its name (`name-<sha8>.<ext>`,
 as Demucs names its weights); `verify` checks that, and the registry's full sha256 where the file
@@ -53,13 +58,14 @@ def sha256_of(path: Path) -> str:
 
 
 def registry(directory: Path | None = None) -> dict:
-    """{"models": {name: {runtime: file}}, "sha256": {file: hex digest}} (empty without a registry)."""
+    """{"models": {name: {runtime: file}}, "sha256": {file: hex digest}, "about": {name: {"for":
+    text, "speed": measured}}} (empty without a registry)."""
     path = (directory or CHECKPOINT_DIR) / REGISTRY
     if not path.is_file():
-        return {"models": {}, "sha256": {}}
+        return {"models": {}, "sha256": {}, "about": {}}
     try:
         content = json.loads(path.read_text())
-        return {"models": dict(content["models"]), "sha256": dict(content["sha256"])}
+        return {"models": dict(content["models"]), "sha256": dict(content["sha256"]), "about": dict(content.get("about", {}))}
     except (ValueError, KeyError, TypeError):
         raise StemsError(f"{path}: not a stems model registry") from None
 

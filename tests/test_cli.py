@@ -211,6 +211,33 @@ def test_info(tiny_checkpoint):
     assert run("info", "/nonexistent.pt").exit_code == 1
 
 
+def test_info_list_shows_every_shipped_model_with_its_cards_figures(monkeypatch):
+    """stems info --list: a row per registered model, the roster first, with its card's valid
+    SDR (four stems, and vocals / no_vocals of two where the card has them), the registry's
+    measured speed, latency, parameters and licences."""
+    from stems.engine import load_engines
+    from stems.registry import registry
+
+    monkeypatch.setenv("COLUMNS", "300")
+    result = run("info", "--list")
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[2:-1]]
+            for line in result.output.splitlines() if line.startswith("│") and line.split("│")[1].strip()}
+    shipped = registry()
+    assert list(rows) == [n for n in ("default", "fast", "quality", "lowlatency") if n in shipped["models"]]
+    for name, (purpose, four, two, speed, latency, parameters, licences) in rows.items():
+        _, card = load_engines(name)
+        metrics, mask = card["metrics"], card["default_mask"]
+        assert four == f"{metrics['musdb_valid_bsseval_v4_sdr'][f'stems {mask}']['mean']:.2f}"
+        if "musdb_valid_two_stems_sdr" in metrics:
+            pair = metrics["musdb_valid_two_stems_sdr"]["summary"][f"stems {mask}"]
+            assert two == f"{pair['vocals']:.2f} / {pair['no_vocals']:.2f}"
+        about = shipped["about"][name]
+        assert purpose == about["for"] and f"{about['speed']['x_open_unmix_network']:.1f}x Open-Unmix's network" in speed
+        assert parameters == f"{card['parameters']:,}" and latency.endswith(" ms") and "MUSDB18" in licences
+    assert "speed measured by: " in result.output and "scripts/bench.py --checkpoint" in result.output
+
+
 def test_info_lists_each_training_source_with_its_licence():
     result = run("info", "lowlatency")
     assert result.exit_code == 0, result.output
