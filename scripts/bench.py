@@ -48,6 +48,14 @@ def song(seconds: float) -> tuple[np.ndarray, str]:
     return (0.1 * rng.standard_normal((2, int(seconds * RATE)))).astype(np.float32), "white noise"
 
 
+def song_file(tmp: Path, minutes: float) -> tuple[np.ndarray, str, Path]:
+    """`song(minutes)` written as a 16-bit wav in `tmp`: (audio, what it is, its path)."""
+    audio, what = song(minutes * 60)
+    path = tmp / "song.wav"
+    sf.write(path, audio.T, RATE, subtype="PCM_16")
+    return audio, what, path
+
+
 # The child reports its own peak RSS (VmHWM, reset at exec) at exit: getrusage's ru_maxrss would also
 # count the pages the child shared with this process between fork and exec.
 _CHILD = ("import atexit, sys\n"
@@ -180,10 +188,8 @@ def main() -> None:
     print(f"command: {' '.join(['python', *sys.argv])}  ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="stems-bench-") as tmp:
         tmp = Path(tmp)
-        audio, what = song(args.minutes * 60)
+        audio, what, path = song_file(tmp, args.minutes)
         duration = audio.shape[1] / RATE
-        path = tmp / "song.wav"
-        sf.write(path, audio.T, RATE, subtype="PCM_16")
         for runtime in runtimes:
             run_cli(path, tmp / "warm", args, runtime, args.checkpoint)  # page cache, first-import costs
         runs = {runtime: [] for runtime in runtimes}
@@ -240,10 +246,8 @@ def roster(args: argparse.Namespace, checkpoints: list[str], runtime: str) -> No
     print(f"command: {' '.join(['python', *sys.argv])}  ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory(prefix="stems-bench-") as tmp:
         tmp = Path(tmp)
-        audio, what = song(args.minutes * 60)
+        audio, what, path = song_file(tmp, args.minutes)
         duration = audio.shape[1] / RATE
-        path = tmp / "song.wav"
-        sf.write(path, audio.T, RATE, subtype="PCM_16")
         for checkpoint in checkpoints:
             run_cli(path, tmp / "warm", args, runtime, checkpoint)  # page cache, first-import costs
         if open_unmix_seconds(audio[:, : RATE * 10], args.threads or os.cpu_count()) is None:
