@@ -135,6 +135,10 @@ class TrainConfig:
         if not all(folder and isinstance(_finite_float(hz), float) and float(hz) > 0
                    for folder, _, hz in (item.partition("=") for item in self.band_limits)):
             raise ConfigError(f"train.band_limits items must be FOLDER=HZ, got {list(self.band_limits)}")
+        unread = sorted({item.split("=", 1)[0] for item in self.band_limits} - {*self.stem_dirs, *self.rendered_dirs})
+        if unread:
+            raise ConfigError(f"train.band_limits names {', '.join(unread)}, which is in neither train.stem_dirs "
+                              "nor train.rendered_dirs")
         if self.band_limited_mix not in ("full", "limited"):
             raise ConfigError(f"train.band_limited_mix must be full or limited, got {self.band_limited_mix!r}")
         if not 0.0 < self.rendered_share < 1.0:

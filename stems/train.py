@@ -228,6 +228,7 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
     """(training songs, rendered training songs, validation songs) with `config.model.sources`;
     unreadable songs are appended to `skipped`. Validation songs are MUSDB18's valid split: none
     without MUSDB18."""
+    bands = {folder: float(hz) for folder, hz in (item.split("=", 1) for item in config.train.band_limits)}
     cache = Path(config.train.cache_dir)
     sources = config.model.sources
     train_songs: list[Song] = []
@@ -235,11 +236,6 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
     if config.train.musdb_root:
         train_songs += musdb_songs(config.train.musdb_root, "train", cache, skipped=skipped, sources=sources)
         valid_songs = musdb_songs(config.train.musdb_root, "valid", cache, skipped=skipped, sources=sources)
-    bands = {folder: float(hz) for folder, hz in (item.split("=", 1) for item in config.train.band_limits)}
-    unread = set(bands) - {*config.train.stem_dirs, *config.train.rendered_dirs}
-    if unread:
-        raise StemsError(f"train.band_limits names {', '.join(sorted(unread))}, which is in neither train.stem_dirs "
-                         "nor train.rendered_dirs")
     for folder in config.train.stem_dirs:
         train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources, bands.get(folder, math.inf))
     rendered = [song for folder in config.train.rendered_dirs

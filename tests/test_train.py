@@ -399,12 +399,13 @@ def test_band_limited_vocals_count_for_nothing_above_their_band_in_the_loss(tmp_
     assert whole.item() == pytest.approx(band.item(), rel=1e-5)
 
 
-def test_a_band_limit_for_a_folder_that_is_not_read_is_refused(tmp_path):
+def test_a_band_limit_for_a_folder_that_is_not_read_is_refused_before_any_output(tmp_path):
     _stem_folder(tmp_path / "full")
     settings = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'full'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
                 f"train.band_limits=['{tmp_path / 'clips'}=8000']", "model.widths=[4,8,8]", "train.steps=1"]
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")] + [a for s in settings for a in ("--set", s)])
-    assert result.exit_code != 0 and "train.band_limits names" in result.output and "clips" in result.output
+    assert result.exit_code == 2 and "train.band_limits names" in result.output and "clips" in result.output
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("mix", ["full", "limited"])
