@@ -79,7 +79,9 @@ def train(args: argparse.Namespace) -> None:
     cfg = config.train
     torch.set_num_threads(args.threads)
     torch.manual_seed(cfg.seed)
-    songs, rendered, _ = load_training_songs(config, [])
+    if cfg.accompanied_dirs:
+        raise SystemExit("error: the control trains on whole stems only: set train.accompanied_dirs=[]")
+    songs, rendered, _, _ = load_training_songs(config, [])
     sampler = excerpt_sampler(config, songs, rendered, int(EXCERPT_S * RATE), cfg.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.pt"

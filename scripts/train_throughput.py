@@ -25,7 +25,7 @@ def main() -> None:
     config = load_config(args.config)
     cfg = config.train
     torch.set_num_threads(cfg.threads)
-    songs, rendered, _ = load_training_songs(config, [])
+    songs, rendered, _, _ = load_training_songs(config, [])
     model = MaskNet(config.model, config.stft.n_bins)
     excerpt = (cfg.excerpt_frames + 2 * model.context - 1) * config.stft.hop_length + config.stft.n_fft
     sampler = ExcerptSampler(songs, excerpt, cfg.seed, cfg.remix_probability, cfg.gain_range_db,

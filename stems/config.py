@@ -103,6 +103,11 @@ class TrainConfig:
     # What the network sees of such an example: "full" the mix as summed (the bins above the band
     # hold the other stems alone), "limited" the mix cut to the band as well.
     band_limited_mix: str = "full"
+    # Folders of <song>/{vocals,accompaniment} (MIR-1K): an accompanied_share of the examples is
+    # one such song's excerpt as recorded, its vocals scored against the accompaniment, which
+    # labels the sum of the other stems only.
+    accompanied_dirs: tuple[str, ...] = ()
+    accompanied_share: float = 0.25
     # A song's excerpt takes each stem the song lacks altogether (rendered songs: vocals) from
     # another song, so that a mix without that stem is never the norm.
     fill_missing: bool = False
@@ -135,10 +140,15 @@ class TrainConfig:
         if not all(folder and isinstance(_finite_float(hz), float) and float(hz) > 0
                    for folder, _, hz in (item.partition("=") for item in self.band_limits)):
             raise ConfigError(f"train.band_limits items must be FOLDER=HZ, got {list(self.band_limits)}")
-        unread = sorted({item.split("=", 1)[0] for item in self.band_limits} - {*self.stem_dirs, *self.rendered_dirs})
+        unread = sorted({item.split("=", 1)[0] for item in self.band_limits}
+                        - {*self.stem_dirs, *self.rendered_dirs, *self.accompanied_dirs})
         if unread:
-            raise ConfigError(f"train.band_limits names {', '.join(unread)}, which is in neither train.stem_dirs "
-                              "nor train.rendered_dirs")
+            raise ConfigError(f"train.band_limits names {', '.join(unread)}, which is in none of train.stem_dirs, "
+                              "train.rendered_dirs and train.accompanied_dirs")
+        if not 0.0 < self.accompanied_share < 1.0:
+            raise ConfigError(f"train.accompanied_share must be in (0, 1), got {self.accompanied_share}")
+        if self.accompanied_dirs and self.loss != "sdr":
+            raise ConfigError(f"train.accompanied_dirs needs train.loss sdr, got {self.loss}")
         if self.band_limited_mix not in ("full", "limited"):
             raise ConfigError(f"train.band_limited_mix must be full or limited, got {self.band_limited_mix!r}")
         if not 0.0 < self.rendered_share < 1.0:

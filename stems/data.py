@@ -28,6 +28,7 @@ STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SILENCE = 1e-4  # peak amplitude below which a stem counts as absent
 MUSDB_SOURCES = ("drums", "bass", "other", "vocals")  # what a MUSDB18 track holds besides its mixture
 MIXTURE_NAMES = ("mixture", "mix")  # files in a song folder that are not stems (`stems dataset build` writes mixture.wav)
+ACCOMPANIMENT = "accompaniment"  # a song folder's file of every stem but the vocals, together (karaoke backing)
 MUSDB_LICENCE = "MUSDB18: research and non-commercial use only"
 
 
@@ -153,6 +154,22 @@ def stem_folder_songs(root: str | Path, cache_dir: Path, sample_rate: int = 4410
     return songs
 
 
+def accompanied_songs(root: str | Path, cache_dir: Path, sample_rate: int = 44100, skipped: list[str] | None = None,
+                      sources: tuple[str, ...] = ModelConfig.sources, band_hz: float = math.inf) -> list[Song]:
+    """Songs of a `<root>/<song>/{vocals,accompaniment}.<ext>` folder (MIR-1K: singing recorded
+    apart from its karaoke backing), with `sources`' slots: the vocals in theirs, the
+    accompaniment (every other stem together) in the first other slot, the rest silent.
+
+    Raises:
+        StemsError: `sources` without vocals.
+    """
+    if "vocals" not in sources:
+        raise StemsError(f"{root}: accompanied songs need a vocals stem in model.sources")
+    slot = next(index for index, source in enumerate(sources) if source != "vocals")
+    read_as = tuple(ACCOMPANIMENT if index == slot else source for index, source in enumerate(sources))
+    return stem_folder_songs(root, cache_dir, sample_rate, skipped, read_as, band_hz)
+
+
 def stem_folder_sources(root: str | Path, order: tuple[str, ...] = ModelConfig.sources) -> tuple[str, ...]:
     """The stems a `<root>/<song>/<stem>.<ext>` folder holds (any song; mixtures aside): those of
     `order` in its order, then any others alphabetically."""
@@ -199,14 +216,19 @@ class ExcerptSampler:
     (`weight_cap_s` sets the cap); `rendered` songs are drawn as a whole `rendered_share` of the
     draws of every stem they have, and with `balance_rendered` each of their stems is read with
     the gain that gives it the mean energy of the song's stems (General MIDI renders hold "other"
-    about 12 dB over the rest, where a real song's stems sit near one level).
+    about 12 dB over the rest, where a real song's stems sit near one level). `accompanied` songs
+    hold vocals and, in one other slot, their accompaniment (every other stem together: a label for
+    the sum of the non-vocal stems only); an `accompanied_share` of the examples is one of them as
+    recorded (gains, swaps and speed as any), flagged so that the loss scores their vocals against
+    the rest; they lend nothing to other examples.
     """
 
     def __init__(self, songs: list[Song], excerpt_samples: int, seed: int,
                  remix_probability: float = 0.5, gain_range_db: float = 6.0, sample_rate: int = 44100,
                  speed_range: float = 0.0, weight_cap_s: float = 30.0, rendered: list[Song] = (),
                  rendered_share: float = 0.5, fill_missing: bool = False,
-                 level: tuple[int, float, float, float] | None = None, balance_rendered: bool = False):
+                 level: tuple[int, float, float, float] | None = None, balance_rendered: bool = False,
+                 accompanied: list[Song] = (), accompanied_share: float = 0.25):
         if not 0.0 <= speed_range < 0.5:
             raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
         if rendered and not 0.0 < rendered_share < 1.0:
@@ -214,9 +236,12 @@ class ExcerptSampler:
         longest = int(np.ceil(excerpt_samples * (1 + speed_range)))
         real = [s for s in songs if s.samples >= longest]
         rendered = [s for s in rendered if s.samples >= longest]
-        self.songs = real + rendered
-        if not self.songs:
+        accompanied = [s for s in accompanied if s.samples >= longest]
+        if not real + rendered:
             raise StemsError(f"no training song is longer than one excerpt ({longest} samples)")
+        if accompanied and not 0.0 < accompanied_share < 1.0:
+            raise ValueError(f"accompanied_share must be in (0, 1), got {accompanied_share}")
+        self.songs = real + rendered + accompanied  # the accompanied ones last: drawn only as themselves
         counts = sorted({s.stems.shape[0] for s in self.songs})
         if len(counts) > 1:
             raise StemsError(f"training songs have different numbers of sources ({', '.join(map(str, counts))}): "
@@ -228,15 +253,22 @@ class ExcerptSampler:
         self.speed_range = speed_range
         self.level = level
         weights = np.array([min(s.samples / sample_rate, weight_cap_s) for s in self.songs])
+        whole = len(real) + len(rendered)  # songs whose stems are each a label
         if real and rendered:  # the rendered songs' weights sum to rendered_share of all
-            weights[len(real):] *= rendered_share / (1 - rendered_share) * weights[: len(real)].sum() / weights[len(real):].sum()
+            weights[len(real): whole] *= (rendered_share / (1 - rendered_share) * weights[: len(real)].sum()
+                                          / weights[len(real): whole].sum())
+        self.accompanied = np.arange(whole, len(self.songs))
+        self.accompanied_weights = weights[whole:] / weights[whole:].sum() if accompanied else np.zeros(0)
+        self.accompanied_share = accompanied_share
+        weights[whole:] = 0.0
         self.weights = weights / weights.sum()
-        audible = np.array([[np.abs(np.asarray(song.stems[source])).max() > SILENCE for source in range(self.n_sources)]
-                            for song in self.songs])  # (songs, sources)
+        audible = np.array([[np.abs(np.asarray(song.stems[source])).max() > SILENCE and index < whole
+                             for source in range(self.n_sources)]
+                            for index, song in enumerate(self.songs)])  # (songs, sources): none of an accompanied song
         # per song and source, the gain its excerpts are read with
         self.song_gains = np.ones((len(self.songs), self.n_sources), np.float32)
         if balance_rendered:
-            for index in range(len(real), len(self.songs)):
+            for index in range(len(real), whole):
                 self.song_gains[index] = _equal_energy_gains(self.songs[index], audible[index])
         self.remix_pools = [self._pool(weights, audible[:, source]) for source in range(self.n_sources)]
         # per song, the stems it lacks that some other song has
@@ -266,12 +298,17 @@ class ExcerptSampler:
         played = np.pad(played, ((0, 0), (0, max(0, self.excerpt - played.shape[-1]))))[:, : self.excerpt]
         return np.ascontiguousarray(played.reshape(*audio.shape[:-1], self.excerpt), dtype=np.float32)
 
-    def _example(self) -> tuple[np.ndarray, float]:
-        """One example's stems (sources, channels, samples) and the top of the band all of them
-        hold (Hz; inf for full-band recordings)."""
+    def _example(self) -> tuple[np.ndarray, float, bool]:
+        """One example's stems (sources, channels, samples), the top of the band all of them hold
+        (Hz; inf for full-band recordings), and whether it is an accompanied song's (its non-vocal
+        stems one label)."""
         rng = self.rng
         n_sources = self.n_sources
-        if rng.random() < self.remix:
+        accompanied = bool(self.accompanied.size) and rng.random() < self.accompanied_share
+        if accompanied:
+            drawn = [rng.choice(self.accompanied, p=self.accompanied_weights)]
+            stems = self._slice(drawn[0], slice(None))
+        elif rng.random() < self.remix:
             drawn, slices = [], []
             for source, (indices, weights) in enumerate(self.remix_pools):
                 drawn.append(rng.choice(indices, p=weights))
@@ -294,7 +331,7 @@ class ExcerptSampler:
             if share >= 1.0 or rng.random() < share:  # no draw at share 1: the stream stays as before
                 self._set_level(stems, source, low, high)
         # a speed change scales the band too: the slowest speed bounds it
-        return stems, min(self.songs[song].band_hz for song in drawn) * (1 - self.speed_range)
+        return stems, min(self.songs[song].band_hz for song in drawn) * (1 - self.speed_range), accompanied
 
     def _set_level(self, stems: np.ndarray, source: int, low: float, high: float) -> None:
         """Scale stems[source] in place so that its energy is a uniform draw in [low, high] dB
@@ -306,11 +343,12 @@ class ExcerptSampler:
         if energy > silent and rest > silent:
             stems[source] *= np.float32(np.sqrt(10 ** (target_db / 10) * rest / energy))
 
-    def draw(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """`size` examples: stems (size, sources, channels, samples) and the top of the band each
-        example's stems all hold (size,) in Hz (inf: full band)."""
-        examples = [self._example() for _ in range(size)]
-        return np.stack([stems for stems, _ in examples]), np.array([band for _, band in examples])
+    def draw(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`size` examples: stems (size, sources, channels, samples), the top of the band each
+        example's stems all hold (size,) in Hz (inf: full band), and which examples are accompanied
+        songs' (size,) bool."""
+        stems, bands, accompanied = zip(*(self._example() for _ in range(size)))
+        return np.stack(stems), np.array(bands), np.array(accompanied)
 
     def batch(self, size: int) -> np.ndarray:
         """The stems of `size` examples (size, sources, channels, samples)."""

@@ -25,7 +25,8 @@ from . import spectral
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
-from .data import MUSDB_LICENCE, SILENCE, ExcerptSampler, Song, folder_licences, musdb_songs, stem_folder_songs
+from .data import (MUSDB_LICENCE, SILENCE, ExcerptSampler, Song, accompanied_songs, folder_licences, musdb_songs,
+                   stem_folder_songs)
 from .errors import StemsError
 from .model import MaskNet
 from .report import training_curves
@@ -35,12 +36,16 @@ from .torch_engine import TorchEngine
 LOSSES = ("sdr", "magnitude_l1")
 
 
-def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torch.Tensor:
+def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str, accompanied: torch.Tensor | None = None,
+              vocals: int | None = None) -> torch.Tensor:
     """
     Args:
         logits: (batch, sources, channels, bins, frames).
         stem_specs: (batch, sources, channels, bins, frames) the stems' complex STFT of the same
             frames; the mix is their sum.
+        accompanied: (batch,) bool, the examples whose non-vocal stems are one label (an
+            accompaniment): they are scored as two stems, vocals (source `vocals`) and the sum of
+            the others' masks against the accompaniment; each example weighs the same.
     `sdr` is minus each stem's SDR in the STFT domain over the excerpt (masked mix against the
     stem, in dB, as BSSEval scores a frame), averaged over examples and stems; a floor 30 dB below
     the mix keeps a silent stem's term finite. (museval scores MUSDB as images, where the SDR's
@@ -49,21 +54,35 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str) -> torc
     model's loss).
     """
     masks = torch.softmax(logits, dim=1)
-    stem_mags = stem_specs.abs()
     if kind == "magnitude_l1":
+        if accompanied is not None and bool(accompanied.any()):
+            raise StemsError("train.accompanied_dirs needs the sdr loss")
         mix_mag = stem_specs.sum(dim=1).abs()
-        return (masks * mix_mag[:, None] - stem_mags).abs().mean() / (mix_mag.mean() + 1e-8)
+        return (masks * mix_mag[:, None] - stem_specs.abs()).abs().mean() / (mix_mag.mean() + 1e-8)
     if kind == "sdr":
-        # |m X - S|² = m² |X|² - 2 m Re(X* S) + |S|²: real arithmetic on terms without gradient,
-        # half the time of the complex form's forward and backward
-        mix_spec = stem_specs.sum(dim=1, keepdim=True)
-        mix_power = mix_spec.real.square() + mix_spec.imag.square()
-        cross = mix_spec.real * stem_specs.real + mix_spec.imag * stem_specs.imag
-        energy = stem_mags.square().sum(dim=(2, 3, 4))  # (batch, sources)
-        floor = 1e-3 * mix_power.sum(dim=(2, 3, 4)) + 1e-8  # (batch, 1)
-        error = (masks * (masks * mix_power - 2 * cross)).sum(dim=(2, 3, 4)) + energy
-        return (10 * torch.log10((error.clamp(min=0) + floor) / (energy + floor))).mean()
+        per_example = _sdr_terms(masks, stem_specs).mean(dim=1)  # (batch,)
+        if accompanied is None or not bool(accompanied.any()):
+            return per_example.mean()
+        others = [source for source in range(masks.shape[1]) if source != vocals]
+        rows = accompanied.nonzero()[:, 0]
+        grouped = _sdr_terms(torch.stack([masks[rows][:, others].sum(dim=1), masks[rows, vocals]], dim=1),
+                             torch.stack([stem_specs[rows][:, others].sum(dim=1), stem_specs[rows, vocals]], dim=1))
+        return per_example.index_put((rows,), grouped.mean(dim=1)).mean()
     raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
+
+
+def _sdr_terms(masks: torch.Tensor, stem_specs: torch.Tensor) -> torch.Tensor:
+    """Minus each stem's SDR of the masked mix (batch, sources), from masks and the stems'
+    complex STFT (batch, sources, channels, bins, frames); the mix is the stems' sum."""
+    # |m X - S|² = m² |X|² - 2 m Re(X* S) + |S|²: real arithmetic on terms without gradient,
+    # half the time of the complex form's forward and backward
+    mix_spec = stem_specs.sum(dim=1, keepdim=True)
+    mix_power = mix_spec.real.square() + mix_spec.imag.square()
+    cross = mix_spec.real * stem_specs.real + mix_spec.imag * stem_specs.imag
+    energy = (stem_specs.real.square() + stem_specs.imag.square()).sum(dim=(2, 3, 4))  # (batch, sources)
+    floor = 1e-3 * mix_power.sum(dim=(2, 3, 4)) + 1e-8  # (batch, 1)
+    error = (masks * (masks * mix_power - 2 * cross)).sum(dim=(2, 3, 4)) + energy
+    return 10 * torch.log10((error.clamp(min=0) + floor) / (energy + floor))
 
 
 def band_limited(stem_specs: torch.Tensor, band_hz: torch.Tensor, config: Config) -> torch.Tensor:
@@ -159,14 +178,14 @@ class _SamplerStream(torch.utils.data.IterableDataset):
             yield _tensors(sampler.draw(self.size))
 
 
-def _tensors(batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(batch[0]), torch.from_numpy(batch[1])
+def _tensors(batch: tuple[np.ndarray, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(array) for array in batch)
 
 
 def excerpt_batches(sampler: ExcerptSampler, size: int, workers: int,
-                    seed: tuple[int, ...]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Training batches, stems (size, sources, channels, samples) and the top of each example's
-    band (size,) in Hz: drawn from `sampler` itself with no
+                    seed: tuple[int, ...]) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Training batches, as `ExcerptSampler.draw` gives them (stems, each example's band, which
+    examples are accompanied songs'): drawn from `sampler` itself with no
     workers, else by `workers` processes ahead of time, each with its own stream seeded by `seed`
     and its worker id (a resumed run draws new streams: `seed` holds the step it resumed at)."""
     if workers == 0:
@@ -221,11 +240,13 @@ def data_licences(config: Config) -> dict[str, str]:
     cfg = config.train
     stated = dict(item.split("=", 1) for item in cfg.licences)
     licences = {cfg.musdb_root: MUSDB_LICENCE} if cfg.musdb_root else {}
-    return licences | {folder: folder_licences(folder, stated) for folder in (*cfg.stem_dirs, *cfg.rendered_dirs)}
+    return licences | {folder: folder_licences(folder, stated) for folder in (*cfg.stem_dirs, *cfg.rendered_dirs,
+                                                                                *cfg.accompanied_dirs)}
 
 
-def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song], list[Song], list[Song]]:
-    """(training songs, rendered training songs, validation songs) with `config.model.sources`;
+def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song], list[Song], list[Song], list[Song]]:
+    """(training songs, rendered training songs, accompanied training songs, validation songs)
+    with `config.model.sources`;
     unreadable songs are appended to `skipped`. Validation songs are MUSDB18's valid split: none
     without MUSDB18."""
     bands = {folder: float(hz) for folder, hz in (item.split("=", 1) for item in config.train.band_limits)}
@@ -240,15 +261,19 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
         train_songs += stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources, bands.get(folder, math.inf))
     rendered = [song for folder in config.train.rendered_dirs
                 for song in stem_folder_songs(folder, cache, config.stft.sample_rate, skipped, sources, bands.get(folder, math.inf))]
+    accompanied = [song for folder in config.train.accompanied_dirs
+                   for song in accompanied_songs(folder, cache, config.stft.sample_rate, skipped, sources,
+                                                 bands.get(folder, math.inf))]
     if not train_songs and not rendered:
         raise StemsError("no training data: set train.musdb_root, train.stem_dirs or train.rendered_dirs")
-    return train_songs, rendered, valid_songs
+    return train_songs, rendered, accompanied, valid_songs
 
 
 def excerpt_sampler(config: Config, songs: list[Song], rendered: list[Song], excerpt_samples: int,
-                    seed: int) -> ExcerptSampler:
+                    seed: int, accompanied: list[Song] = ()) -> ExcerptSampler:
     """The excerpt draws `config.train` describes (remixing, gains, speed, rendered share and
-    balance, missing stems, vocal levels), over `songs` and `rendered` songs.
+    balance, missing stems, vocal levels, accompanied share), over `songs`, `rendered` and
+    `accompanied` songs.
 
     Raises:
         StemsError: train.vocals_level_db without a vocals stem.
@@ -260,7 +285,7 @@ def excerpt_sampler(config: Config, songs: list[Song], rendered: list[Song], exc
              if cfg.vocals_level_db else None)
     return ExcerptSampler(songs, excerpt_samples, seed, cfg.remix_probability, cfg.gain_range_db, config.stft.sample_rate,
                           cfg.speed_range, cfg.song_weight_cap_s, rendered, cfg.rendered_share, cfg.fill_missing, level,
-                          cfg.balance_rendered)
+                          cfg.balance_rendered, accompanied, cfg.accompanied_share)
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
@@ -314,14 +339,15 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     skipped: list[str] = []
-    train_songs, rendered_songs, valid_songs = load_training_songs(config, skipped)
+    train_songs, rendered_songs, accompanied, valid_songs = load_training_songs(config, skipped)
     if config.train.loss not in LOSSES:
         raise StemsError(f"unknown loss '{config.train.loss}' (choose from {', '.join(LOSSES)})")
     if config.train.validation not in ("bsseval", "quick"):
         raise StemsError(f"unknown train.validation '{config.train.validation}' (choose from bsseval, quick)")
     model = MaskNet(config.model, config.stft.n_bins).to(device)
     excerpt = (cfg.excerpt_frames + 2 * model.context - 1) * config.stft.hop_length + config.stft.n_fft
-    sampler = excerpt_sampler(config, train_songs, rendered_songs, excerpt, cfg.seed + 1000 * rank)
+    sampler = excerpt_sampler(config, train_songs, rendered_songs, excerpt, cfg.seed + 1000 * rank, accompanied)
+    vocals = config.model.sources.index("vocals") if "vocals" in config.model.sources else None
     # An epoch: as many excerpts as fit end to end in the training audio.
     epoch_examples = sum(s.samples for s in sampler.songs) / (cfg.excerpt_frames * config.stft.hop_length)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -363,12 +389,12 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     started, started_step = time.time(), step
     batches = excerpt_batches(sampler, cfg.batch_size, cfg.workers, (cfg.seed, rank, step))
     while step < cfg.steps:
-        stems, band_hz = next(batches)
+        stems, band_hz, accompanied_examples = next(batches)
         stem_specs = stft_tensor(stems, config).to(device)  # (B, S, C, F, T)
         scored_specs = band_limited(stem_specs, band_hz, config) if band_hz.isfinite().any() else stem_specs
         logits = net((scored_specs if cfg.band_limited_mix == "limited" else stem_specs).sum(dim=1).abs())
         inner = slice(model.past, stem_specs.shape[-1] - model.lookahead)
-        loss = mask_loss(logits, scored_specs[..., inner], cfg.loss)
+        loss = mask_loss(logits, scored_specs[..., inner], cfg.loss, accompanied_examples.to(device), vocals)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -394,7 +420,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             training_curves(log_path, run_dir / "curves.png")
             if score > best["score"]:
                 card = {"training": {"config": config.to_dict(), "step": step,
-                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs, *cfg.rendered_dirs],
+                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs, *cfg.rendered_dirs,
+                                              *cfg.accompanied_dirs],
                                      "licences": data_licences(config), **pretraining},
                         "metrics": {"valid_sdr": scores, "validation": cfg.validation}}
                 path = save_checkpoint(scored, config.stft, card, run_dir, "best")
@@ -414,7 +441,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         return TrainResult(None, scored, skipped)
     log.close()
     if not valid_songs:  # nothing to pick a best by: the final weights are the result
-        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs, *cfg.rendered_dirs],
+        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs, *cfg.rendered_dirs, *cfg.accompanied_dirs],
                              "licences": data_licences(config), **pretraining},
                 "metrics": {}}
         return TrainResult(save_checkpoint(scored, config.stft, card, run_dir, "last"), scored, skipped)

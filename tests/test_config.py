@@ -42,6 +42,8 @@ def test_shipped_configs_load():
     ("train.band_limits=[data/mir-1k=high]", "train.band_limits items must be FOLDER=HZ"),
     ("train.band_limits=[data/mir-1k=-8000]", "train.band_limits items must be FOLDER=HZ"),
     ("train.band_limited_mix=cut", "train.band_limited_mix must be full or limited"),
+    ("train.accompanied_share=1.0", "train.accompanied_share must be in"),
+    ("train.band_limits=[data/elsewhere=8000]", "train.band_limits names data/elsewhere, which is in none of"),
     ("train=3", "'train' must be a mapping"),
     ("nokey", "must look like key.sub=value"),
 ])

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from stems.checkpoint import load_checkpoint
 from stems.cli import app
+from stems.errors import StemsError
 
 from conftest import RATE, synth
 
@@ -377,9 +378,10 @@ def test_band_limited_vocals_count_for_nothing_above_their_band_in_the_loss(tmp_
                                 f"train.rendered_dirs=['{tmp_path / 'clips'}']", "train.rendered_share=0.5",
                                 "train.fill_missing=true", f"train.cache_dir='{tmp_path / 'cache'}'",
                                 f"train.band_limits=['{tmp_path / 'clips'}=8000']", "train.speed_range=0.1"])
-    songs, clips, _ = load_training_songs(config, [])
+    songs, clips, _, _ = load_training_songs(config, [])
     assert {song.band_hz for song in songs} == {np.inf} and {song.band_hz for song in clips} == {8000.0}
-    stems, band_hz = excerpt_sampler(config, songs, clips, 16384, seed=0).draw(24)
+    stems, band_hz, accompanied = excerpt_sampler(config, songs, clips, 16384, seed=0).draw(24)
+    assert not accompanied.any()
     limited = np.isfinite(band_hz)
     assert limited.any() and not limited.all() and np.allclose(band_hz[limited], 7200.0)
 
@@ -421,3 +423,88 @@ def test_training_with_band_limited_vocals_runs(tmp_path, mix):
     assert result.exit_code == 0, result.output
     steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3] and all(np.isfinite(s["loss"]) for s in steps)
+
+
+def test_an_accompanied_example_scores_vocals_against_the_sum_of_the_other_masks():
+    """mask_loss with accompanied examples: each of them is the mean of two terms, vocals and the
+    other stems' masks summed against their summed spectrum (the accompaniment); the others keep
+    the mean over all stems; every example weighs the same. Checked against numpy."""
+    import torch
+
+    from stems.train import mask_loss
+
+    rng = np.random.default_rng(1)
+    specs = rng.normal(size=(3, 4, 2, 6, 3)) + 1j * rng.normal(size=(3, 4, 2, 6, 3))
+    logits = rng.normal(size=specs.shape)
+    accompanied = np.array([False, True, False])
+
+    def minus_sdr(estimate, target, mix):
+        floor = 1e-3 * (np.abs(mix) ** 2).sum() + 1e-8
+        return 10 * np.log10(((np.abs(estimate - target) ** 2).sum() + floor) / ((np.abs(target) ** 2).sum() + floor))
+
+    masks = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = []
+    for b in range(3):
+        mix = specs[b].sum(axis=0)
+        if accompanied[b]:
+            terms = [minus_sdr(masks[b, 3] * mix, specs[b, 3], mix),
+                     minus_sdr(masks[b, :3].sum(axis=0) * mix, specs[b, :3].sum(axis=0), mix)]
+        else:
+            terms = [minus_sdr(masks[b, s] * mix, specs[b, s], mix) for s in range(4)]
+        expected.append(np.mean(terms))
+    loss = mask_loss(torch.tensor(logits), torch.tensor(specs), "sdr", torch.tensor(accompanied), vocals=3)
+    assert loss.item() == pytest.approx(np.mean(expected), rel=1e-6)
+    plain = mask_loss(torch.tensor(logits), torch.tensor(specs), "sdr")
+    assert mask_loss(torch.tensor(logits), torch.tensor(specs), "sdr", torch.tensor([False] * 3), 3).item() == plain.item()
+    with pytest.raises(StemsError, match="needs the sdr loss"):
+        mask_loss(torch.tensor(logits), torch.tensor(specs), "magnitude_l1", torch.tensor(accompanied), 3)
+
+
+def _accompanied_folder(root, clips=3):
+    """A MIR-1K-like folder: vocals and their karaoke accompaniment, mono, 16 kHz."""
+    for clip in range(clips):
+        folder = root / f"singer_2_0{clip}"
+        folder.mkdir(parents=True)
+        sf.write(folder / "vocals.ogg", synth(2.0, channels=1, seed=80 + clip, rate=16000).T, 16000)
+        sf.write(folder / "accompaniment.ogg", synth(2.0, channels=1, seed=90 + clip, rate=16000).T * 0.5, 16000)
+
+
+def test_accompanied_songs_are_drawn_whole_at_their_share_and_lend_nothing(tmp_path):
+    from stems.config import load_config
+    from stems.train import excerpt_sampler, load_training_songs
+
+    _stem_folder(tmp_path / "full")
+    _accompanied_folder(tmp_path / "karaoke")
+    config = load_config(None, ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'full'}']",
+                                f"train.accompanied_dirs=['{tmp_path / 'karaoke'}']", "train.accompanied_share=0.3",
+                                "train.fill_missing=true", f"train.cache_dir='{tmp_path / 'cache'}'",
+                                f"train.band_limits=['{tmp_path / 'karaoke'}=8000']"])
+    songs, rendered, accompanied, _ = load_training_songs(config, [])
+    assert len(songs) == 2 and not rendered and len(accompanied) == 3
+    first = np.asarray(accompanied[0].stems, dtype=np.float32)  # (sources, channels, samples)
+    assert np.abs(first[0]).max() > 0 and np.abs(first[3]).max() > 0 and not first[1:3].any()  # drums slot, vocals
+    assert {song.band_hz for song in accompanied} == {8000.0}
+
+    stems, band_hz, flagged = excerpt_sampler(config, songs, [], 8192, seed=0, accompanied=accompanied).draw(400)
+    assert 0.2 < flagged.mean() < 0.4
+    assert np.all(np.isfinite(band_hz) == flagged)  # only the accompanied songs are band-limited here
+    assert not stems[flagged][:, 1:3].any()  # one label, in the first non-vocal slot
+    # no other example holds an accompanied song's stems: the full songs' drums never vanish
+    assert all(np.abs(example[0]).max() > 0 for example in stems[~flagged])
+
+
+def test_training_with_accompanied_songs_runs_and_lists_them(tmp_path):
+    _stem_folder(tmp_path / "full")
+    _accompanied_folder(tmp_path / "karaoke")
+    settings = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'full'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
+                f"train.accompanied_dirs=['{tmp_path / 'karaoke'}']", "train.accompanied_share=0.5",
+                f"train.licences=['{tmp_path / 'full'}=CC0-1.0', '{tmp_path / 'karaoke'}=research use']",
+                "model.widths=[4,8,8]", "train.batch_size=4", "train.excerpt_frames=8", "train.steps=3", "train.save_every=3"]
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")] + [a for s in settings for a in ("--set", s)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2, 3] and all(np.isfinite(s["loss"]) for s in steps)
+    _, _, card = load_checkpoint(next((tmp_path / "run").glob("last-*.pt")))
+    assert str(tmp_path / "karaoke") in card["training"]["data"]
+    assert card["training"]["licences"][str(tmp_path / "karaoke")] == "research use"
