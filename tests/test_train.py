@@ -414,15 +414,22 @@ def test_a_band_limit_for_a_folder_that_is_not_read_is_refused_before_any_output
 def test_training_with_band_limited_vocals_runs(tmp_path, mix):
     _stem_folder(tmp_path / "full")
     _sixteen_khz_vocals(tmp_path / "clips")
+    _train_three_steps(tmp_path, [f"train.rendered_dirs=['{tmp_path / 'clips'}']", "train.fill_missing=true",
+                                  f"train.band_limits=['{tmp_path / 'clips'}=8000']", f"train.band_limited_mix={mix}"])
+
+
+def _train_three_steps(tmp_path, settings):
+    """`stems train` of three tiny steps on the stem folder tmp_path/full plus `settings`; the
+    run's folder, after checking that every step's loss is finite."""
     settings = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'full'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
-                f"train.rendered_dirs=['{tmp_path / 'clips'}']", "train.fill_missing=true",
-                f"train.band_limits=['{tmp_path / 'clips'}=8000']", f"train.band_limited_mix={mix}",
-                "model.widths=[4,8,8]", "train.batch_size=4", "train.excerpt_frames=8", "train.steps=3", "train.save_every=3"]
+                "model.widths=[4,8,8]", "train.batch_size=4", "train.excerpt_frames=8", "train.steps=3", "train.save_every=3",
+                *settings]
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")] + [a for s in settings for a in ("--set", s)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [s["step"] for s in steps] == [1, 2, 3] and all(np.isfinite(s["loss"]) for s in steps)
+    return tmp_path / "run"
 
 
 def test_an_accompanied_example_scores_vocals_against_the_sum_of_the_other_masks():
@@ -496,15 +503,8 @@ def test_accompanied_songs_are_drawn_whole_at_their_share_and_lend_nothing(tmp_p
 def test_training_with_accompanied_songs_runs_and_lists_them(tmp_path):
     _stem_folder(tmp_path / "full")
     _accompanied_folder(tmp_path / "karaoke")
-    settings = ["train.musdb_root=''", f"train.stem_dirs=['{tmp_path / 'full'}']", f"train.cache_dir='{tmp_path / 'cache'}'",
-                f"train.accompanied_dirs=['{tmp_path / 'karaoke'}']", "train.accompanied_share=0.5",
-                f"train.licences=['{tmp_path / 'full'}=CC0-1.0', '{tmp_path / 'karaoke'}=research use']",
-                "model.widths=[4,8,8]", "train.batch_size=4", "train.excerpt_frames=8", "train.steps=3", "train.save_every=3"]
-    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")] + [a for s in settings for a in ("--set", s)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    steps = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [s["step"] for s in steps] == [1, 2, 3] and all(np.isfinite(s["loss"]) for s in steps)
-    _, _, card = load_checkpoint(next((tmp_path / "run").glob("last-*.pt")))
+    run = _train_three_steps(tmp_path, [f"train.accompanied_dirs=['{tmp_path / 'karaoke'}']", "train.accompanied_share=0.5",
+                                        f"train.licences=['{tmp_path / 'full'}=CC0-1.0', '{tmp_path / 'karaoke'}=research use']"])
+    _, _, card = load_checkpoint(next(run.glob("last-*.pt")))
     assert str(tmp_path / "karaoke") in card["training"]["data"]
     assert card["training"]["licences"][str(tmp_path / "karaoke")] == "research use"
