@@ -262,7 +262,7 @@ class ExcerptSampler:
         self.accompanied_share = accompanied_share
         weights[whole:] = 0.0
         self.weights = weights / weights.sum()
-        audible = np.array([[np.abs(np.asarray(song.stems[source])).max() > SILENCE and index < whole
+        audible = np.array([[index < whole and np.abs(np.asarray(song.stems[source])).max() > SILENCE
                              for source in range(self.n_sources)]
                             for index, song in enumerate(self.songs)])  # (songs, sources): none of an accompanied song
         # per song and source, the gain its excerpts are read with
