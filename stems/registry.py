@@ -4,10 +4,10 @@
 file of an ensemble (`stems.ensemble`, which names its members' files), and records the sha256 of
 every file:
 
-    {"models": {"fast": {"onnx": "fast-1a2b3c4d.onnx", "torch": "fast-19d42199.pt"},
-                "default": {"ensemble": "default-5e6f7a8b.json"}},
-     "sha256": {"fast-1a2b3c4d.onnx": "1a2b3c4d...", "fast-19d42199.pt": "19d42199...", ...},
-     "about": {"fast": {"for": "whole libraries, slow machines", "speed": {...}}, ...}}
+    {"models": {"default": {"onnx": "default-1a2b3c4d.onnx", "torch": "default-19d42199.pt"},
+                "quality": {"ensemble": "quality-5e6f7a8b.json"}},
+     "sha256": {"default-1a2b3c4d.onnx": "1a2b3c4d...", "default-19d42199.pt": "19d42199...", ...},
+     "about": {"default": {"for": "files: the one to use", "speed": {...}}, ...}}
 
 `about` says what each name is for and its speed as measured for the roster (scripts/bench.py
 with several models: x real time and x Open-Unmix's network, one sitting); `stems info --list`

@@ -17,7 +17,7 @@ from .common import app, fail as _fail
 ROSTER = ("default", "fast", "quality", "lowlatency")  # the order `stems info --list` shows them in
 
 
-@app.command(epilog="Example: stems info --list   |   stems info quality   |   stems info checkpoints/fast-2063d90b.onnx")
+@app.command(epilog="Example: stems info --list   |   stems info quality   |   stems info checkpoints/default-2063d90b.onnx")
 def info(
     checkpoint: Optional[str] = typer.Argument(None, help="Registry name or model file (default: the shipped model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON."),
@@ -86,7 +86,10 @@ def _list_models() -> None:
                    "latency", "parameters", "training data licences"):
         table.add_column(column, justify="right" if column in ("parameters", "latency") else "left")
     for name in names:
-        engines, card = load_engines(name)
+        try:
+            engines, card = load_engines(name)
+        except StemsError as error:
+            _fail(str(error))
         about = shipped["about"].get(name, {})
         metrics, mask = card.get("metrics", {}), card.get("default_mask", "soft")
         four = metrics.get("musdb_valid_bsseval_v4_sdr", {}).get(f"stems {mask}", {})
