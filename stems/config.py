@@ -140,8 +140,7 @@ class TrainConfig:
         if not all(folder and isinstance(_finite_float(hz), float) and float(hz) > 0
                    for folder, _, hz in (item.partition("=") for item in self.band_limits)):
             raise ConfigError(f"train.band_limits items must be FOLDER=HZ, got {list(self.band_limits)}")
-        unread = sorted({item.split("=", 1)[0] for item in self.band_limits}
-                        - {*self.stem_dirs, *self.rendered_dirs, *self.accompanied_dirs})
+        unread = sorted(set(self.band_hz) - set(self.stem_folders))
         if unread:
             raise ConfigError(f"train.band_limits names {', '.join(unread)}, which is in none of train.stem_dirs, "
                               "train.rendered_dirs and train.accompanied_dirs")
@@ -161,6 +160,17 @@ class TrainConfig:
             raise ConfigError(f"train.workers must be 0 or more, got {self.workers}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+    @property
+    def stem_folders(self) -> tuple[str, ...]:
+        """Every folder of stems the run reads: stem, rendered and accompanied folders."""
+        return (*self.stem_dirs, *self.rendered_dirs, *self.accompanied_dirs)
+
+    @property
+    def band_hz(self) -> dict[str, float]:
+        """{folder: the top of its band in Hz} from band_limits."""
+        return {folder: float(hz) for folder, _, hz in (item.partition("=") for item in self.band_limits)}
 
 
 @dataclass(frozen=True)

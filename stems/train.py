@@ -240,8 +240,7 @@ def data_licences(config: Config) -> dict[str, str]:
     cfg = config.train
     stated = dict(item.split("=", 1) for item in cfg.licences)
     licences = {cfg.musdb_root: MUSDB_LICENCE} if cfg.musdb_root else {}
-    return licences | {folder: folder_licences(folder, stated) for folder in (*cfg.stem_dirs, *cfg.rendered_dirs,
-                                                                                *cfg.accompanied_dirs)}
+    return licences | {folder: folder_licences(folder, stated) for folder in cfg.stem_folders}
 
 
 def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song], list[Song], list[Song], list[Song]]:
@@ -249,7 +248,7 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
     with `config.model.sources`;
     unreadable songs are appended to `skipped`. Validation songs are MUSDB18's valid split: none
     without MUSDB18."""
-    bands = {folder: float(hz) for folder, hz in (item.split("=", 1) for item in config.train.band_limits)}
+    bands = config.train.band_hz
     cache = Path(config.train.cache_dir)
     sources = config.model.sources
     train_songs: list[Song] = []
@@ -420,8 +419,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
             training_curves(log_path, run_dir / "curves.png")
             if score > best["score"]:
                 card = {"training": {"config": config.to_dict(), "step": step,
-                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_dirs, *cfg.rendered_dirs,
-                                              *cfg.accompanied_dirs],
+                                     "data": [cfg.musdb_root + " (musdb train split)", *cfg.stem_folders],
                                      "licences": data_licences(config), **pretraining},
                         "metrics": {"valid_sdr": scores, "validation": cfg.validation}}
                 path = save_checkpoint(scored, config.stft, card, run_dir, "best")
@@ -441,7 +439,7 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         return TrainResult(None, scored, skipped)
     log.close()
     if not valid_songs:  # nothing to pick a best by: the final weights are the result
-        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_dirs, *cfg.rendered_dirs, *cfg.accompanied_dirs],
+        card = {"training": {"config": config.to_dict(), "step": step, "data": [*cfg.stem_folders],
                              "licences": data_licences(config), **pretraining},
                 "metrics": {}}
         return TrainResult(save_checkpoint(scored, config.stft, card, run_dir, "last"), scored, skipped)
