@@ -61,6 +61,10 @@ class ModelConfig:
             raise ConfigError("model.dilations must be 1 or more")
 
 
+# the families of effects train.augment can name (stems/augment.py)
+AUGMENT_FAMILIES = ("pitch", "eq", "saturation", "space", "limiter", "mixup")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained; the defaults are the shipped default model's run."""
@@ -117,6 +121,10 @@ class TrainConfig:
     # The share of examples whose vocals level is drawn from vocals_level_db; the others keep the
     # level their songs give them.
     vocals_level_share: float = 1.0
+    # Effects on the stems before they are summed (stems/augment.py): any of pitch (shift with
+    # the tempo kept), eq, saturation, space (reverb or echo), limiter (on the mix, LimitAug),
+    # mixup (a second stem of the same kind from another song). Empty: none.
+    augment: tuple[str, ...] = ()
     validate_every: int = 250
     save_every: int = 50
     threads: int = 1
@@ -135,6 +143,9 @@ class TrainConfig:
             raise ConfigError(f"train.speed_range must be in [0, 0.5), got {self.speed_range}")
         if self.song_weight_cap_s <= 0:
             raise ConfigError(f"train.song_weight_cap_s must be above 0, got {self.song_weight_cap_s}")
+        unknown = sorted(set(self.augment) - set(AUGMENT_FAMILIES))
+        if unknown:
+            raise ConfigError(f"train.augment: unknown {', '.join(unknown)}; choose among {', '.join(AUGMENT_FAMILIES)}")
         if any("=" not in item for item in self.licences):
             raise ConfigError(f"train.licences items must be FOLDER=LICENCE, got {list(self.licences)}")
         if not all(folder and isinstance(_finite_float(hz), float) and float(hz) > 0

@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from .atomic import atomic_path
 from .audio import load, resample
 from .config import ModelConfig
 from .errors import StemsError
+
+if TYPE_CHECKING:
+    from .augment import StemEffects
 
 log = logging.getLogger(__name__)
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -220,7 +224,10 @@ class ExcerptSampler:
     hold vocals and, in one other slot, their accompaniment (every other stem together: a label for
     the sum of the non-vocal stems only); an `accompanied_share` of the examples is one of them as
     recorded (gains, swaps and speed as any), flagged so that the loss scores their vocals against
-    the rest; they lend nothing to other examples.
+    the rest; they lend nothing to other examples. With `effects` (augment.StemEffects), an
+    example's stems get a second stem of their kind from another song (same-stem mixup) and, where
+    every stem is full-band, their studio effects, before the gains; the limiter comes last; the effects draw from their
+    own generator, so the excerpts drawn are the same with them and without.
     """
 
     def __init__(self, songs: list[Song], excerpt_samples: int, seed: int,
@@ -228,7 +235,7 @@ class ExcerptSampler:
                  speed_range: float = 0.0, weight_cap_s: float = 30.0, rendered: list[Song] = (),
                  rendered_share: float = 0.5, fill_missing: bool = False,
                  level: tuple[int, float, float, float] | None = None, balance_rendered: bool = False,
-                 accompanied: list[Song] = (), accompanied_share: float = 0.25):
+                 accompanied: list[Song] = (), accompanied_share: float = 0.25, effects: StemEffects | None = None):
         if not 0.0 <= speed_range < 0.5:
             raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
         if rendered and not 0.0 < rendered_share < 1.0:
@@ -274,6 +281,7 @@ class ExcerptSampler:
         # per song, the stems it lacks that some other song has
         self.missing = [np.flatnonzero(~row & audible.any(axis=0)) if fill_missing else np.array([], int) for row in audible]
         self.rng = np.random.default_rng(seed)
+        self.effects = effects
 
     @staticmethod
     def _pool(weights: np.ndarray, audible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -282,13 +290,15 @@ class ExcerptSampler:
         indices = np.flatnonzero(audible) if audible.any() else np.arange(len(audible))
         return indices, weights[indices] / weights[indices].sum()
 
-    def _slice(self, index: int, source: int | slice) -> np.ndarray:
+    def _slice(self, index: int, source: int | slice, rng: np.random.Generator | None = None) -> np.ndarray:
         """A random excerpt of song `index`'s source (channels, excerpt) or all of its sources
-        (sources, channels, excerpt), at a random speed when speed_range > 0."""
+        (sources, channels, excerpt), at a random speed when speed_range > 0, drawn with `rng`
+        (default: the sampler's)."""
+        rng = rng or self.rng
         song = self.songs[index]
-        speed = 1.0 + self.rng.uniform(-self.speed_range, self.speed_range) if self.speed_range else 1.0
+        speed = 1.0 + rng.uniform(-self.speed_range, self.speed_range) if self.speed_range else 1.0
         length = int(round(self.excerpt * speed))
-        offset = int(self.rng.integers(0, song.samples - length + 1))
+        offset = int(rng.integers(0, song.samples - length + 1))
         gains = self.song_gains[index, source]
         audio = np.asarray(song.stems[source, ..., offset: offset + length], dtype=np.float32)
         audio = audio * (gains[:, None, None] if isinstance(source, slice) else gains)  # a copy: never the song's own samples
@@ -322,6 +332,8 @@ class ExcerptSampler:
                 indices, weights = self.remix_pools[source]
                 drawn.append(rng.choice(indices, p=weights))
                 stems[source] = self._slice(drawn[-1], source)
+        if self.effects is not None and not accompanied:
+            stems = self._effects(stems, drawn)
         gains = 10 ** (rng.uniform(-self.gain_range_db, self.gain_range_db, size=(n_sources, 1, 1)) / 20)
         stems = stems * gains.astype(np.float32)
         swap = rng.random(n_sources) < 0.5
@@ -330,8 +342,23 @@ class ExcerptSampler:
             source, low, high, share = self.level
             if share >= 1.0 or rng.random() < share:  # no draw at share 1: the stream stays as before
                 self._set_level(stems, source, low, high)
+        if self.effects is not None and not accompanied:
+            stems = self.effects.master(stems)
         # a speed change scales the band too: the slowest speed bounds it
         return stems, min(self.songs[song].band_hz for song in drawn) * (1 - self.speed_range), accompanied
+
+    def _effects(self, stems: np.ndarray, drawn: list[int]) -> np.ndarray:
+        """Same-stem mixup, then the studio effects, on an example's stems (sources, channels,
+        samples); `drawn` gains the songs the mixup drew from. A band-limited example is
+        left as it is: a pitch shift would move its band."""
+        effects = self.effects
+        for source, (indices, weights) in enumerate(self.remix_pools):
+            if effects.wants_mixup():
+                drawn.append(effects.rng.choice(indices, p=weights))
+                stems[source] += self._slice(drawn[-1], source, effects.rng)
+        if all(math.isinf(self.songs[song].band_hz) for song in drawn):
+            stems = effects(stems)
+        return stems
 
     def _set_level(self, stems: np.ndarray, source: int, low: float, high: float) -> None:
         """Scale stems[source] in place so that its energy is a uniform draw in [low, high] dB
@@ -355,7 +382,14 @@ class ExcerptSampler:
         return self.draw(size)[0]
 
     def state(self) -> dict:
-        return self.rng.bit_generator.state
+        if self.effects is None:
+            return self.rng.bit_generator.state
+        return {"excerpts": self.rng.bit_generator.state, "effects": self.effects.state()}
 
     def set_state(self, state: dict) -> None:
-        self.rng.bit_generator.state = state
+        if "excerpts" in state:
+            self.rng.bit_generator.state = state["excerpts"]
+            if self.effects is not None:
+                self.effects.set_state(state["effects"])
+        else:
+            self.rng.bit_generator.state = state

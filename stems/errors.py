@@ -4,9 +4,9 @@ that unwinds every writer, raised by `interrupt` and again by `check_interrupted
 dropped it."""
 
 # The import names of pyproject.toml's `train` extra (a test keeps the two lists equal): what
-# training, evaluation, dataset building, plots, the torch runtime and ONNX export import, and an
+# training (and its augmentation), evaluation, dataset building, plots, the torch runtime and ONNX export import, and an
 # inference-only install (`pip install .`) lacks.
-TRAIN_EXTRAS = ("torch", "onnx", "scipy", "musdb", "museval", "stempeg", "matplotlib", "mido")
+TRAIN_EXTRAS = ("torch", "onnx", "scipy", "musdb", "museval", "stempeg", "matplotlib", "mido", "audiomentations")
 
 
 class StemsError(Exception):

@@ -25,6 +25,7 @@ from . import spectral
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
+from .augment import StemEffects
 from .data import (MUSDB_LICENCE, SILENCE, ExcerptSampler, Song, accompanied_songs, folder_licences, musdb_songs,
                    stem_folder_songs)
 from .errors import StemsError
@@ -173,7 +174,11 @@ class _SamplerStream(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         sampler = copy.copy(self.sampler)
-        sampler.rng = np.random.default_rng([*self.seed, torch.utils.data.get_worker_info().id])
+        worker = torch.utils.data.get_worker_info().id
+        sampler.rng = np.random.default_rng([*self.seed, worker])
+        if sampler.effects is not None:
+            sampler.effects = copy.copy(sampler.effects)
+            sampler.effects.rng = np.random.default_rng([*self.seed, worker, 1])
         while True:
             yield _tensors(sampler.draw(self.size))
 
@@ -271,7 +276,7 @@ def load_training_songs(config: Config, skipped: list[str]) -> tuple[list[Song],
 def excerpt_sampler(config: Config, songs: list[Song], rendered: list[Song], excerpt_samples: int,
                     seed: int, accompanied: list[Song] = ()) -> ExcerptSampler:
     """The excerpt draws `config.train` describes (remixing, gains, speed, rendered share and
-    balance, missing stems, vocal levels, accompanied share), over `songs`, `rendered` and
+    balance, missing stems, vocal levels, accompanied share, augmentation), over `songs`, `rendered` and
     `accompanied` songs.
 
     Raises:
@@ -282,9 +287,10 @@ def excerpt_sampler(config: Config, songs: list[Song], rendered: list[Song], exc
         raise StemsError("train.vocals_level_db needs a vocals stem in model.sources")
     level = ((config.model.sources.index("vocals"), *cfg.vocals_level_db, cfg.vocals_level_share)
              if cfg.vocals_level_db else None)
+    effects = StemEffects(cfg.augment, config.model.sources, config.stft.sample_rate, [seed, 1]) if cfg.augment else None
     return ExcerptSampler(songs, excerpt_samples, seed, cfg.remix_probability, cfg.gain_range_db, config.stft.sample_rate,
                           cfg.speed_range, cfg.song_weight_cap_s, rendered, cfg.rendered_share, cfg.fill_missing, level,
-                          cfg.balance_rendered, accompanied, cfg.accompanied_share)
+                          cfg.balance_rendered, accompanied, cfg.accompanied_share, effects)
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
