@@ -175,3 +175,19 @@ def test_the_config_refuses_an_unknown_family():
     assert TrainConfig(augment=("pitch", "limiter")).augment == ("pitch", "limiter")
     with pytest.raises(ConfigError, match="train.augment: unknown wah"):
         TrainConfig(augment=("pitch", "wah"))
+
+
+def test_each_loader_worker_draws_its_own_effects_reproducibly():
+    from stems.train import excerpt_batches
+
+    songs = [noise_song("a", 0), noise_song("b", 1)]
+
+    def first(count=2):
+        sampler = ExcerptSampler(songs, 4096, seed=0, effects=StemEffects(("eq", "saturation"), SOURCES, RATE, seed=0))
+        batches = excerpt_batches(sampler, 3, 2, (0, 0, 0))
+        return [next(batches)[0].numpy() for _ in range(count)]
+
+    plain = excerpt_batches(ExcerptSampler(songs, 4096, seed=0), 3, 2, (0, 0, 0))
+    drawn, untreated = first(), [next(plain)[0].numpy() for _ in range(2)]
+    assert all(np.array_equal(a, b) for a, b in zip(drawn, first()))  # seeded per worker
+    assert not any(np.array_equal(a, b) for a, b in zip(drawn, untreated))  # the effects ran in the workers
