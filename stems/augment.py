@@ -18,7 +18,7 @@ from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import fftconvolve
 
 from .config import AUGMENT_FAMILIES
-SILENCE = 1e-4  # peak amplitude below which a stem is left as it is
+from .data import SILENCE
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ SCHEDULES = {
     "bass": StemSchedule(pitch=0.1, semitones=2, eq=0.25, saturation=0.2, saturation_max=0.5, space=0.0),
     "other": StemSchedule(pitch=0.1, semitones=4, eq=0.25, saturation=0.2, saturation_max=0.6, space=0.2),
 }
-ACCOMPANIMENT_SCHEDULE = StemSchedule(pitch=0.0, semitones=0, eq=0.25, saturation=0.0, saturation_max=0.0, space=0.0)
+# a stem of a kind not listed above (a config's own sources, e.g. piano): EQ only
+UNLISTED_SCHEDULE = StemSchedule(pitch=0.0, semitones=0, eq=0.25, saturation=0.0, saturation_max=0.0, space=0.0)
 LIMITER_PROBABILITY = 0.5
 LIMITER_DRIVE_DB = (0.0, 12.0)  # how far the mix's peak is pushed over the limiter's ceiling
 LIMITER_RELEASE_S = (0.01, 0.1)
@@ -118,7 +119,7 @@ class StemEffects:
         if unknown:
             raise ValueError(f"unknown augmentation {', '.join(unknown)}; choose among {', '.join(AUGMENT_FAMILIES)}")
         self.families = frozenset(families)
-        self.schedules = [SCHEDULES.get(name, ACCOMPANIMENT_SCHEDULE) for name in sources]
+        self.schedules = [SCHEDULES.get(name, UNLISTED_SCHEDULE) for name in sources]
         self.sample_rate = sample_rate
         self.rng = np.random.default_rng(seed)
 

@@ -172,7 +172,6 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
 
-
     @property
     def stem_folders(self) -> tuple[str, ...]:
         """Every folder of stems the run reads: stem, rendered and accompanied folders."""

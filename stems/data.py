@@ -15,7 +15,6 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,9 +22,6 @@ from .atomic import atomic_path
 from .audio import load, resample
 from .config import ModelConfig
 from .errors import StemsError
-
-if TYPE_CHECKING:
-    from .augment import StemEffects
 
 log = logging.getLogger(__name__)
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -235,7 +231,7 @@ class ExcerptSampler:
                  speed_range: float = 0.0, weight_cap_s: float = 30.0, rendered: list[Song] = (),
                  rendered_share: float = 0.5, fill_missing: bool = False,
                  level: tuple[int, float, float, float] | None = None, balance_rendered: bool = False,
-                 accompanied: list[Song] = (), accompanied_share: float = 0.25, effects: StemEffects | None = None):
+                 accompanied: list[Song] = (), accompanied_share: float = 0.25, effects: augment.StemEffects | None = None):
         if not 0.0 <= speed_range < 0.5:
             raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
         if rendered and not 0.0 < rendered_share < 1.0:

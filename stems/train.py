@@ -23,9 +23,9 @@ import yaml
 
 from . import spectral
 from .atomic import atomic_path
+from .augment import StemEffects
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
-from .augment import StemEffects
 from .data import (MUSDB_LICENCE, SILENCE, ExcerptSampler, Song, accompanied_songs, folder_licences, musdb_songs,
                    stem_folder_songs)
 from .errors import StemsError
