@@ -72,7 +72,7 @@ def main() -> None:
         ship_ensemble(args.checkpoints, evaluation, args.name, args.command)
         return
     model, stft, card = load_checkpoint(args.checkpoints[0])
-    card = shipped_card(card) | measured(evaluation, args.command, card.get("metrics", {}))
+    card = shipped_card(card) | measured(evaluation, args.command, training_record(card))
     pt = save_checkpoint(model, stft, card, CHECKPOINT_DIR, args.name)
     model, stft, card = load_checkpoint(pt)
     onnx = export_onnx(model, stft, card, CHECKPOINT_DIR, args.name)
@@ -99,6 +99,13 @@ def _add_licences(training: dict[str, Any], stated: list[str]) -> None:
         training["licences"] = data_licences(config)
         if config.train.init and "init" not in training:  # runs from before the card named their init's data
             training["init"] = init_checkpoint(config)[1]
+
+
+def training_record(card: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint's training recorded of it: a run's card metrics, or in a card shipped
+    before, the copy kept under "during_training" (so shipping a model again nests nothing)."""
+    metrics = card.get("metrics", {})
+    return metrics.get("during_training", metrics)
 
 
 def measured(evaluation: dict[str, Any], command: str, during_training: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -161,5 +168,3 @@ if __name__ == "__main__":
         main()
     except StemsError as error:  # a missing, altered or mismatched model: one line, nothing written
         sys.exit(f"error: {error}")
-if __name__ == "__main__":
-    main()

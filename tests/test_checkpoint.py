@@ -1,5 +1,7 @@
+import importlib.util
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +121,23 @@ def test_cards_with_retired_options_load_at_their_neutral_value_and_are_refused_
             with pytest.raises(StemsError, match="old.pt: the model needs '(freq_dilations|side_input)', which this "
                                                  "version of stems no longer has"):
                 load_checkpoint(path)
+
+
+def _export_script():
+    path = Path(__file__).parents[1] / "scripts" / "export_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("export_checkpoint", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipping_a_shipped_checkpoint_again_keeps_its_training_record_flat():
+    script = _export_script()
+    run = {"best": {"step": 1500, "soft": 3.57}}
+    evaluation = {"summary": {"stems soft": {"mean": 3.62}, "stems binary": {"mean": 2.27}}}
+    first = script.measured(evaluation, "evaluate once", script.training_record({"metrics": run}))
+    evaluation["two_stems"] = {"stem": "vocals", "summary": {"stems soft": {"mean": 6.74}}, "tracks": {}}
+    again = script.measured(evaluation, "evaluate again", script.training_record({"metrics": first["metrics"]}))
+    assert first["metrics"]["during_training"] == again["metrics"]["during_training"] == run
+    assert again["metrics"]["musdb_valid_two_stems_sdr"] == {"stem": "vocals", "summary": {"stems soft": {"mean": 6.74}}}
+    assert again["default_mask"] == "soft" and again["metrics"]["command"] == "evaluate again"
