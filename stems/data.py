@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -194,6 +195,18 @@ def _equal_energy_gains(song: Song, audible: np.ndarray) -> np.ndarray:
     return gains
 
 
+class Effects(Protocol):
+    """What the sampler asks of its effects (augment.StemEffects; augment imports this module, so
+    the sampler names the interface, not the class)."""
+    rng: np.random.Generator
+
+    def wants_mixup(self) -> bool: ...
+    def __call__(self, stems: np.ndarray) -> np.ndarray: ...
+    def master(self, stems: np.ndarray) -> np.ndarray: ...
+    def state(self) -> dict[str, Any]: ...
+    def set_state(self, state: dict[str, Any]) -> None: ...
+
+
 class ExcerptSampler:
     """Draws training batches of stems (batch, sources, channels, samples), seeded; the sources
     are the songs' (every song must have as many, in the same order).
@@ -231,7 +244,7 @@ class ExcerptSampler:
                  speed_range: float = 0.0, weight_cap_s: float = 30.0, rendered: list[Song] = (),
                  rendered_share: float = 0.5, fill_missing: bool = False,
                  level: tuple[int, float, float, float] | None = None, balance_rendered: bool = False,
-                 accompanied: list[Song] = (), accompanied_share: float = 0.25, effects: augment.StemEffects | None = None):
+                 accompanied: list[Song] = (), accompanied_share: float = 0.25, effects: Effects | None = None):
         if not 0.0 <= speed_range < 0.5:
             raise ValueError(f"speed_range must be in [0, 0.5), got {speed_range}")
         if rendered and not 0.0 < rendered_share < 1.0:
