@@ -15,6 +15,9 @@ Run: python scripts/export_checkpoint.py runs/default-v1/best-<sha8>.pt --evalua
      python scripts/export_checkpoint.py --recard quality --licence gpu/data/eir=CC0-1.0
      (ship a registered model again, each member of an ensemble, with every training source's
      licence in its card; --licence states one its config cannot resolve; weights and metrics kept)
+     python scripts/export_checkpoint.py --recard default --name fast
+     (ship registered model `default` again under the name `fast`, before another model becomes
+     the default: weights, card and metrics kept)
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def main() -> None:
                         help="A run's checkpoint file (several: an ensemble's members, files or registered names), "
                              "or with --onnx-only a registry name")
     parser.add_argument("--evaluation", type=Path, help="JSON written by `stems evaluate --json`")
-    parser.add_argument("--name", default="default")
+    parser.add_argument("--name", help="The name to ship as (default: default; with --recard: the model's own)")
     parser.add_argument("--command", default="", help="The evaluate command that produced the JSON (kept in the card).")
     parser.add_argument("--onnx-only", action="store_true", help="Only export and register the ONNX model again.")
     parser.add_argument("--recard", action="store_true",
@@ -55,8 +58,10 @@ def main() -> None:
                         help="FOLDER=LICENCE for a training folder whose licence the config does not state (repeatable)")
     args = parser.parse_args()
     if args.recard:
+        if args.name and len(args.checkpoints) > 1:
+            parser.error("--name with --recard ships one model under a new name")
         for name in args.checkpoints:
-            recard(name, args.licence)
+            recard(name, args.licence, args.name or name)
         return
     if args.onnx_only:
         name = args.checkpoints[0]
@@ -68,15 +73,16 @@ def main() -> None:
     if args.evaluation is None:
         parser.error("--evaluation is required to ship a checkpoint")
     evaluation = json.loads(args.evaluation.read_text())
+    name = args.name or "default"
     if len(args.checkpoints) > 1:
-        ship_ensemble(args.checkpoints, evaluation, args.name, args.command)
+        ship_ensemble(args.checkpoints, evaluation, name, args.command)
         return
     model, stft, card = load_checkpoint(args.checkpoints[0])
-    card = shipped_card(card) | measured(evaluation, args.command, training_record(card))
-    pt = save_checkpoint(model, stft, card, CHECKPOINT_DIR, args.name)
+    card = shipped_card(card, args.licence) | measured(evaluation, args.command, training_record(card))
+    pt = save_checkpoint(model, stft, card, CHECKPOINT_DIR, name)
     model, stft, card = load_checkpoint(pt)
-    onnx = export_onnx(model, stft, card, CHECKPOINT_DIR, args.name)
-    register(args.name, {"torch": pt, "onnx": onnx})
+    onnx = export_onnx(model, stft, card, CHECKPOINT_DIR, name)
+    register(name, {"torch": pt, "onnx": onnx})
     print(f"{pt} ({pt.stat().st_size / 1e6:.2f} MB), {onnx.name}, default mask {card['default_mask']}")
 
 
@@ -138,20 +144,20 @@ def ship_ensemble(members: list[str], evaluation: dict[str, Any], name: str, com
     print(f"{path}: an ensemble of {len(files)} models, default mask {card['default_mask']}")
 
 
-def recard(name: str, stated: list[str]) -> None:
-    """Ship registered model `name` again (an ensemble: each member), its card's training sources
-    with their licences; weights and metrics unchanged."""
+def recard(name: str, stated: list[str], shipped_as: str) -> None:
+    """Ship registered model `name` again as `shipped_as` (an ensemble: each member), its card's
+    training sources with their licences; weights and metrics unchanged."""
     entry = registry()["models"][name]
     if ENSEMBLE in entry:
         members, card = read_ensemble(CHECKPOINT_DIR / entry[ENSEMBLE], "torch")
         loaded = [load_checkpoint(member) for member in members]
-        files = [reship(checkpoint, f"{name}-m{i}", stated) for i, checkpoint in enumerate(loaded, 1)]
+        files = [reship(checkpoint, f"{shipped_as}-m{i}", stated) for i, checkpoint in enumerate(loaded, 1)]
         card = {key: value for key, value in card.items() if key not in ("path", "sha256")}
-        path = write_ensemble(files, card, CHECKPOINT_DIR, name)
-        register(name, {"ensemble": path})
+        path = write_ensemble(files, card, CHECKPOINT_DIR, shipped_as)
+        register(shipped_as, {"ensemble": path})
     else:
-        register(name, reship(load_checkpoint(name), name, stated))
-    print(f"{name}: shipped again, {registry()['models'][name]}")
+        register(shipped_as, reship(load_checkpoint(name), shipped_as, stated))
+    print(f"{name}: shipped again as {shipped_as}, {registry()['models'][shipped_as]}")
 
 
 def reship(checkpoint: tuple, name: str, stated: list[str] = ()) -> dict[str, Path]:

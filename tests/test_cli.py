@@ -245,7 +245,7 @@ def test_info_lists_each_training_source_with_its_licence():
     assert "eir-cc0/train: CC0-1.0" in text and "MUSDB18: research and non-commercial use only" in text
 
 
-@pytest.mark.parametrize("name", ["default", "quality", "lowlatency"])
+@pytest.mark.parametrize("name", ["default", "fast", "quality", "lowlatency"])
 def test_every_shipped_network_states_the_licence_of_each_training_source(name):
     """Each network of a shipped model (an ensemble's members, a bag's members) records a licence
     for every training folder of its config, none "not stated"."""

@@ -89,7 +89,7 @@ def test_onnx_streamed_stems_equal_offline_stems(engines):
         assert_same_stems({n: np.concatenate([o[n] for o in outputs], axis=1) for n in groups}, offline)
 
 
-@pytest.mark.parametrize("name", ["default", "quality", "lowlatency"])
+@pytest.mark.parametrize("name", ["default", "fast", "quality", "lowlatency"])
 def test_shipped_onnx_models_equal_their_torch_checkpoints(name):
     audio = synth(3.0, seed=10)
     onnx = Separator.from_checkpoint(name, runtime="onnx")

@@ -26,7 +26,7 @@ def evaluate(
     stems_dir: Optional[Path] = typer.Option(None, "--stems-dir", help="References as <DIR>/<song>/<stem>.*: the model's stems, "
                                              "or with no model scored those the folder holds."),
     estimates: Optional[Path] = typer.Option(None, "--estimates", help="Also score another system's outputs <DIR>/<track>/<stem>.wav."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or checkpoint file (default: the shipped model)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, fast, quality, lowlatency) or checkpoint file (default: the shipped model)."),
     masks: Optional[str] = typer.Option(None, "--mask", help="Mask kinds to score for the model, comma-separated (default soft,binary; none when only a non-empty --oracle is given); '' for none."),
     oracles: Optional[str] = typer.Option(None, "--oracle", help="Baselines, comma-separated: mix, ibm, argmax, irm (default all); '' for none."),
     shifts: int = typer.Option(1, "--shifts", help="Score the model with N shifted separations averaged (as stems separate --shifts)."),

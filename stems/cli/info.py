@@ -17,7 +17,7 @@ from .common import app, fail as _fail
 ROSTER = ("default", "fast", "quality", "lowlatency")  # the order `stems info --list` shows them in
 
 
-@app.command(epilog="Example: stems info --list   |   stems info quality   |   stems info checkpoints/default-164cd584.onnx")
+@app.command(epilog="Example: stems info --list   |   stems info quality   |   stems info checkpoints/default-ca8f1104.onnx")
 def info(
     checkpoint: Optional[str] = typer.Argument(None, help="Registry name or model file (default: the shipped model)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole card as JSON."),

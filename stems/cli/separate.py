@@ -46,11 +46,11 @@ def separate(
                                         "e.g. 'vocals', 'drums,bass' or 'no_vocals' (the instrumental)."),
     two_stems: Optional[str] = typer.Option(None, "--two-stems", help="Write STEM and no_STEM (e.g. vocals / no_vocals: karaoke)."),
     mask: Optional[str] = typer.Option(None, "--mask", help=f"Mask kind: {', '.join(MASK_KINDS)} (default: the checkpoint's better one)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or model file, .onnx or .pt (default: the shipped model)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, fast, quality, lowlatency) or model file, .onnx or .pt (default: the shipped model)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help=f"What runs a registered model: {' or '.join(RUNTIMES)} "
                                           "(default onnx: ONNX Runtime, no torch; cuda defaults to torch)."),
     device: str = typer.Option("cpu", "--device", help=f"Where the network runs: {' or '.join(DEVICES)}."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the network (default: one per core but one; every core for a bag such as quality)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Threads for the network (default: one per core but one; every core for a bag or an ensemble: default, quality)."),
     shifts: int = typer.Option(1, "--shifts", help="Average N separations, each with the STFT frame grid shifted by hop/N samples "
                                "(Demucs' shift trick): N times the network's work; see docs/quality.md for what it gains."),
     gate_db: float = typer.Option(GATE_DB, "--gate-db", help="Silence gate: in a frame where a stem's estimate holds less than this share of the mix's energy (dB), the stem gets nothing there (what leaks into a stem that is silent in a section); -inf: off."),

@@ -30,7 +30,7 @@ def stream(
     realtime: Optional[bool] = typer.Option(None, "--realtime/--fast", help="Pace a file at real time (default when playing)."),
     mask: Optional[str] = typer.Option(None, "--mask", help="binary or soft (default: the checkpoint's better one)."),
     gate_db: float = typer.Option(GATE_DB, "--gate-db", help="The silence gate's threshold in dB, as stems separate --gate-db; -inf: off."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, quality, lowlatency) or model file, .onnx or .pt (default: the shipped low-latency model, else the default one)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Registry name (default, fast, quality, lowlatency) or model file, .onnx or .pt (default: the shipped low-latency model, else the default one)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="What runs a registered model: onnx (default) or torch."),
     list_devices: bool = typer.Option(False, "--list-devices", help="List audio devices and exit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing recordings."),

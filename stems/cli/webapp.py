@@ -11,7 +11,7 @@ from ..errors import StemsError
 from .common import Interrupted, app, console, fail as _fail, print_error
 from .pages import DEFAULT_PORT, listen, serve, stopped
 
-OFFERED_MODELS = ("default", "quality")  # of the registry's; lowlatency is for streaming
+OFFERED_MODELS = ("default", "fast", "quality")  # of the registry's; lowlatency is for streaming
 
 
 @app.command("app", epilog="Examples: stems app   (opens the page; tracks go to ./separated)\n\n"
@@ -23,7 +23,7 @@ def app_page(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback lets other machines connect (with a warning)."),
     no_open: bool = typer.Option(False, "--no-open", help="Do not open the page in the default browser."),
     max_upload_mb: int = typer.Option(2048, "--max-upload-mb", help="The largest file the page accepts, in MB."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Offer this model instead of default and quality: "
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "--model", help="Offer this model instead of default, fast and quality: "
                                              "a registry name or a model file (.onnx, or .pt with torch installed)."),
 ) -> None:
     """Separate songs in a local page: drop them in, watch them separate, listen, remix, download.
