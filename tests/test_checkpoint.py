@@ -1,6 +1,9 @@
 import importlib.util
 import json
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,7 @@ import torch
 from stems.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from stems.config import STFTConfig
 from stems.errors import StemsError
+from stems.export import register
 from stems.separator import Separator
 
 from conftest import RATE, make_model, synth, torch_separator
@@ -141,3 +145,21 @@ def test_shipping_a_shipped_checkpoint_again_keeps_its_training_record_flat():
     assert first["metrics"]["during_training"] == again["metrics"]["during_training"] == run
     assert again["metrics"]["musdb_valid_two_stems_sdr"] == {"stem": "vocals", "summary": {"stems soft": {"mean": 6.74}}}
     assert again["default_mask"] == "soft" and again["metrics"]["command"] == "evaluate again"
+
+
+def test_a_registered_model_ships_again_under_another_name(tmp_path, tiny_torch_checkpoint):
+    """`export_checkpoint.py --recard default --name fast` (before another model becomes the
+    default): the same weights and card under the new name, the old name's files untouched."""
+    model, stft, card = load_checkpoint(tiny_torch_checkpoint)
+    register("default", {"torch": save_checkpoint(model, stft, card, tmp_path, "default")}, tmp_path)
+    before = json.loads((tmp_path / "registry.json").read_text())
+    script = Path(__file__).parents[1] / "scripts" / "export_checkpoint.py"
+    result = subprocess.run([sys.executable, str(script), "--recard", "default", "--name", "fast"], capture_output=True,
+                            text=True, env=os.environ | {"STEMS_CHECKPOINT_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    after = json.loads((tmp_path / "registry.json").read_text())
+    assert after["models"]["default"] == before["models"]["default"]
+    assert set(after["models"]["fast"]) == {"torch", "onnx"}
+    assert all(name.startswith("fast-") and (tmp_path / name).is_file() for name in after["models"]["fast"].values())
+    shipped = load_checkpoint(tmp_path / after["models"]["fast"]["torch"])[2]
+    assert shipped["weights_sha256"] == card["weights_sha256"] and shipped["training"] == card["training"]
