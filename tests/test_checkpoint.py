@@ -1,9 +1,6 @@
 import importlib.util
 import json
-import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ from stems.errors import StemsError
 from stems.export import register
 from stems.separator import Separator
 
-from conftest import RATE, make_model, synth, torch_separator
+from conftest import RATE, make_model, run_script, synth, torch_separator
 
 
 def test_save_load_gives_identical_outputs(tmp_path):
@@ -147,15 +144,14 @@ def test_shipping_a_shipped_checkpoint_again_keeps_its_training_record_flat():
     assert again["default_mask"] == "soft" and again["metrics"]["command"] == "evaluate again"
 
 
-def test_a_registered_model_ships_again_under_another_name(tmp_path, tiny_torch_checkpoint):
+def test_a_registered_model_ships_again_under_another_name(tmp_path, tiny_torch_checkpoint, monkeypatch):
     """`export_checkpoint.py --recard default --name fast` (before another model becomes the
     default): the same weights and card under the new name, the old name's files untouched."""
     model, stft, card = load_checkpoint(tiny_torch_checkpoint)
     register("default", {"torch": save_checkpoint(model, stft, card, tmp_path, "default")}, tmp_path)
     before = json.loads((tmp_path / "registry.json").read_text())
-    script = Path(__file__).parents[1] / "scripts" / "export_checkpoint.py"
-    result = subprocess.run([sys.executable, str(script), "--recard", "default", "--name", "fast"], capture_output=True,
-                            text=True, env=os.environ | {"STEMS_CHECKPOINT_DIR": str(tmp_path)})
+    monkeypatch.setenv("STEMS_CHECKPOINT_DIR", str(tmp_path))
+    result = run_script("export_checkpoint.py", "--recard", "default", "--name", "fast")
     assert result.returncode == 0, result.stderr
     after = json.loads((tmp_path / "registry.json").read_text())
     assert after["models"]["default"] == before["models"]["default"]
