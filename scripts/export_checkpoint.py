@@ -35,7 +35,7 @@ from stems.engine import check_members
 from stems.ensemble import read_ensemble, write_ensemble
 from stems.errors import StemsError
 from stems.export import export_onnx, register
-from stems.registry import CHECKPOINT_DIR, ENSEMBLE, registry
+from stems.registry import CHECKPOINT_DIR, ENSEMBLE, REGISTRY, registry
 from stems.torch_engine import TorchEngine
 from stems.train import data_licences, init_checkpoint
 
@@ -147,7 +147,10 @@ def ship_ensemble(members: list[str], evaluation: dict[str, Any], name: str, com
 def recard(name: str, stated: list[str], shipped_as: str) -> None:
     """Ship registered model `name` again as `shipped_as` (an ensemble: each member), its card's
     training sources with their licences; weights and metrics unchanged."""
-    entry = registry()["models"][name]
+    models = registry()["models"]
+    if name not in models:
+        raise StemsError(f"{CHECKPOINT_DIR / REGISTRY}: no model named '{name}' to ship again")
+    entry = models[name]
     if ENSEMBLE in entry:
         members, card = read_ensemble(CHECKPOINT_DIR / entry[ENSEMBLE], "torch")
         loaded = [load_checkpoint(member) for member in members]

@@ -159,3 +159,6 @@ def test_a_registered_model_ships_again_under_another_name(tmp_path, tiny_torch_
     assert all(name.startswith("fast-") and (tmp_path / name).is_file() for name in after["models"]["fast"].values())
     shipped = load_checkpoint(tmp_path / after["models"]["fast"]["torch"])[2]
     assert shipped["weights_sha256"] == card["weights_sha256"] and shipped["training"] == card["training"]
+    missing = run_script("export_checkpoint.py", "--recard", "nosuch", "--name", "other")
+    assert missing.returncode != 0 and missing.stderr.strip().endswith("no model named 'nosuch' to ship again")
+    assert json.loads((tmp_path / "registry.json").read_text()) == after
