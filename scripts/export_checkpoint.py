@@ -14,7 +14,8 @@ Run: python scripts/export_checkpoint.py runs/default-v1/best-<sha8>.pt --evalua
      python scripts/export_checkpoint.py --onnx-only default   (export a registered checkpoint's ONNX again)
      python scripts/export_checkpoint.py --recard quality --licence gpu/data/eir=CC0-1.0
      (ship a registered model again, each member of an ensemble, with every training source's
-     licence in its card; --licence states one its config cannot resolve; weights and metrics kept)
+     licence in its card; a licence the card records stays where the config cannot resolve the
+     folder; --licence states one neither has; weights and metrics kept)
      python scripts/export_checkpoint.py --recard default --name fast
      (ship registered model `default` again under the name `fast`, before another model becomes
      the default: weights, card and metrics kept)
@@ -31,6 +32,7 @@ from typing import Any
 
 from stems.checkpoint import load_checkpoint, save_checkpoint
 from stems.config import TrainConfig, config_from_dict
+from stems.data import NOT_STATED
 from stems.engine import check_members
 from stems.ensemble import read_ensemble, write_ensemble
 from stems.errors import StemsError
@@ -97,12 +99,17 @@ def shipped_card(card: dict[str, Any], stated: list[str] = ()) -> dict[str, Any]
 
 
 def _add_licences(training: dict[str, Any], stated: list[str]) -> None:
+    """Every training source of a card's training record with its licence: from the config (a
+    folder's songs.json, the config's or `stated` licences); a licence the card already records
+    stays where neither resolves its folder (one trained on another machine)."""
     if "config" in training:  # every training source with its licence (runs from before the card listed them too)
         known = {field.name for field in dataclasses.fields(TrainConfig)}
         data = {key: value for key, value in training["config"]["train"].items() if key in known}
         own = config_from_dict({"train": data}).train.licences
         config = config_from_dict({"train": data | {"licences": [*own, *stated]}})
-        training["licences"] = data_licences(config)
+        recorded = training.get("licences", {})
+        training["licences"] = {folder: recorded.get(folder, licence) if licence == NOT_STATED else licence
+                                for folder, licence in data_licences(config).items()}
         if config.train.init and "init" not in training:  # runs from before the card named their init's data
             training["init"] = init_checkpoint(config)[1]
 

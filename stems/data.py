@@ -68,13 +68,16 @@ def _source_key(key: str, sources: tuple[str, ...]) -> str:
     return key if tuple(sources) == ModelConfig.sources else f"{key}#{','.join(sources)}"
 
 
+NOT_STATED = "not stated"
+
+
 def folder_licences(root: str | Path, stated: dict[str, str]) -> str:
     """The licences of a stem folder's songs: from its songs.json (`stems dataset render` writes
     one, with each song's package and soundfont; so does ../shared/data/multitrack-nc), else as
-    `stated` by the config for that folder, else "not stated"."""
+    `stated` by the config for that folder, else NOT_STATED."""
     index = Path(root) / "songs.json"
     if not index.is_file():
-        return stated.get(str(root), "not stated")
+        return stated.get(str(root), NOT_STATED)
     cards = json.loads(index.read_text())
     cards = list(cards.values()) if isinstance(cards, dict) else cards
     licences = []

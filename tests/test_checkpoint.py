@@ -144,6 +144,20 @@ def test_shipping_a_shipped_checkpoint_again_keeps_its_training_record_flat():
     assert again["default_mask"] == "soft" and again["metrics"]["command"] == "evaluate again"
 
 
+def test_shipping_again_keeps_a_recorded_licence_the_config_cannot_resolve(tmp_path):
+    """A member trained elsewhere names a folder this machine lacks: the licence its card already
+    records stays; a folder nobody states stays "not stated"; a stated licence wins."""
+    script = _export_script()
+    elsewhere, unknown = str(tmp_path / "gpu" / "eir"), str(tmp_path / "gpu" / "other")
+    training = {"config": {"train": {"musdb_root": "", "stem_dirs": [elsewhere, unknown]}},
+                "licences": {elsewhere: "CC0-1.0"}}
+    card = script.shipped_card({"training": training, "sha256": "derived"})
+    assert card["training"]["licences"] == {elsewhere: "CC0-1.0", unknown: "not stated"}
+    assert "sha256" not in card
+    restated = script.shipped_card({"training": training}, [f"{elsewhere}=CC-BY-4.0", f"{unknown}=CC0-1.0"])
+    assert restated["training"]["licences"] == {elsewhere: "CC-BY-4.0", unknown: "CC0-1.0"}
+
+
 def test_a_registered_model_ships_again_under_another_name(tmp_path, tiny_torch_checkpoint, monkeypatch):
     """`export_checkpoint.py --recard default --name fast` (before another model becomes the
     default): the same weights and card under the new name, the old name's files untouched."""
