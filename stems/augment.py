@@ -1,7 +1,9 @@
 """Effects on the training stems before they are summed (issue 39), so that the target of each
 stem carries its effect: pitch shift with the tempo kept, peaking EQ and tanh saturation
 (audiomentations), reverb or echo, and a limiter on the mix that lowers every stem by the gain
-it applies (LimitAug: released music is loud and limited, multitrack stems are not).
+it applies (LimitAug: released music is loud and limited, multitrack stems are not). One effect
+is the mix's alone: an MP3 encoder and decoder (ffmpeg's LAME), whose error the targets do not
+carry (people separate MP3s; the stems stay clean).
 
 Each stem kind has its own schedule (probabilities and ranges after ZFTurbo's MUSDB18 configs
 and Demucs' repitch); every draw comes from the effects' own seeded generator, so that the
@@ -11,7 +13,11 @@ float32 and the stems of an example (sources, channels, samples); every effect k
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
@@ -19,6 +25,7 @@ from scipy.signal import fftconvolve
 
 from .config import AUGMENT_FAMILIES
 from .data import SILENCE
+from .errors import StemsError
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ LIMITER_PROBABILITY = 0.5
 LIMITER_DRIVE_DB = (0.0, 12.0)  # how far the mix's peak is pushed over the limiter's ceiling
 LIMITER_RELEASE_S = (0.01, 0.1)
 MIXUP_PROBABILITY = 0.2  # per stem: a second stem of the same kind, from another song, added
+CODEC_PROBABILITY = 0.25  # per example: the mix through an MP3 encoder and decoder
+CODEC_KBPS = (64, 96, 128, 160, 192, 256, 320)  # the bit rates drawn from, uniformly
 
 
 def pitch_shift(audio: np.ndarray, semitones: float, sample_rate: int) -> np.ndarray:
@@ -100,6 +109,26 @@ def _scaled_like(wet: np.ndarray, dry: np.ndarray, db: float) -> np.ndarray:
     return wet * np.sqrt(float(np.square(dry, dtype=np.float64).sum()) / wet_energy * 10 ** (db / 10))
 
 
+def mp3_roundtrip(audio: np.ndarray, kbps: int, sample_rate: int) -> np.ndarray:
+    """`audio` (channels, samples) encoded as MP3 at `kbps` (LAME, constant bit rate) and decoded
+    again, aligned to and as long as the input: the file's LAME header tells the decoder the
+    encoder's delay and padding (a pipe cannot carry it: the decoded audio would lag 1105
+    samples)."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise StemsError("train.augment codec needs ffmpeg (apt-get install ffmpeg)")
+    channels, samples = audio.shape
+    raw = np.ascontiguousarray(audio.T, dtype="<f4").tobytes()
+    with tempfile.TemporaryDirectory(prefix="stems-mp3-") as folder:
+        path = Path(folder) / "mix.mp3"
+        subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels),
+                        "-i", "-", "-c:a", "libmp3lame", "-b:a", f"{kbps}k", str(path)], input=raw, check=True)
+        decoded = subprocess.run([ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", str(channels),
+                                  "-ar", str(sample_rate), "-"], capture_output=True, check=True).stdout
+    out = np.frombuffer(decoded, dtype="<f4").reshape(-1, channels).T[:, :samples]
+    return np.ascontiguousarray(np.pad(out, ((0, 0), (0, samples - out.shape[1]))), dtype=np.float32)
+
+
 def limiter_gain(mix: np.ndarray, ceiling: float, window: int) -> np.ndarray:
     """The gain (samples,) that keeps `mix` (channels, samples) within ±`ceiling`: the gain each
     sample needs, its minimum over `window` samples either way, then averaged over as many, so
@@ -137,6 +166,17 @@ class StemEffects:
         if "limiter" in self.families and self.rng.random() < LIMITER_PROBABILITY:
             return self.limit(stems)
         return stems
+
+    def codec_error(self, mix: np.ndarray) -> np.ndarray | None:
+        """What an MP3 encoder and decoder at a drawn bit rate add to `mix` (channels, samples),
+        when the codec family is on and drawn; None otherwise. The network hears the mix plus
+        this error, and the targets stay the clean stems."""
+        if "codec" not in self.families:
+            return None
+        drawn, kbps = self.rng.random(), int(self.rng.choice(CODEC_KBPS))  # both drawn: a stable stream
+        if drawn >= CODEC_PROBABILITY or np.abs(mix).max() < SILENCE:
+            return None
+        return mp3_roundtrip(mix, kbps, self.sample_rate) - mix
 
     def stem(self, audio: np.ndarray, schedule: StemSchedule) -> np.ndarray:
         """One stem (channels, samples) through the effects its schedule draws, in the order a

@@ -62,7 +62,7 @@ class ModelConfig:
 
 
 # the families of effects train.augment can name (stems/augment.py)
-AUGMENT_FAMILIES = ("pitch", "eq", "saturation", "space", "limiter", "mixup")
+AUGMENT_FAMILIES = ("pitch", "eq", "saturation", "space", "limiter", "mixup", "codec")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ class TrainConfig:
     vocals_level_share: float = 1.0
     # Effects on the stems before they are summed (stems/augment.py): any of pitch (shift with
     # the tempo kept), eq, saturation, space (reverb or echo), limiter (on the mix, LimitAug),
-    # mixup (a second stem of the same kind from another song). Empty: none.
+    # mixup (a second stem of the same kind from another song), codec (the mix alone through an
+    # MP3 encoder and decoder; the targets stay clean). Empty: none.
     augment: tuple[str, ...] = ()
     validate_every: int = 250
     save_every: int = 50

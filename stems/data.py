@@ -206,6 +206,7 @@ class Effects(Protocol):
     def wants_mixup(self) -> bool: ...
     def __call__(self, stems: np.ndarray) -> np.ndarray: ...
     def master(self, stems: np.ndarray) -> np.ndarray: ...
+    def codec_error(self, mix: np.ndarray) -> np.ndarray | None: ...
     def state(self) -> dict[str, Any]: ...
     def set_state(self, state: dict[str, Any]) -> None: ...
 
@@ -238,8 +239,9 @@ class ExcerptSampler:
     recorded (gains, swaps and speed as any), flagged so that the loss scores their vocals against
     the rest; they lend nothing to other examples. With `effects` (augment.StemEffects), an
     example's stems get a second stem of their kind from another song (same-stem mixup) and, where
-    every stem is full-band, their studio effects, before the gains; the limiter comes last; the effects draw from their
-    own generator, so the excerpts drawn are the same with them and without.
+    every stem is full-band, their studio effects, before the gains; the limiter comes last, then
+    the mix's codec error (what the network hears beside the stems' sum); the effects draw from
+    their own generator, so the excerpts drawn are the same with them and without.
     """
 
     def __init__(self, songs: list[Song], excerpt_samples: int, seed: int,
@@ -320,10 +322,10 @@ class ExcerptSampler:
         played = np.pad(played, ((0, 0), (0, max(0, self.excerpt - played.shape[-1]))))[:, : self.excerpt]
         return np.ascontiguousarray(played.reshape(*audio.shape[:-1], self.excerpt), dtype=np.float32)
 
-    def _example(self) -> tuple[np.ndarray, float, bool]:
+    def _example(self) -> tuple[np.ndarray, float, bool, np.ndarray | None]:
         """One example's stems (sources, channels, samples), the top of the band all of them hold
-        (Hz; inf for full-band recordings), and whether it is an accompanied song's (its non-vocal
-        stems one label)."""
+        (Hz; inf for full-band recordings), whether it is an accompanied song's (its non-vocal
+        stems one label), and what a codec added to its mix (channels, samples; None: nothing)."""
         rng = self.rng
         n_sources = self.n_sources
         accompanied = bool(self.accompanied.size) and rng.random() < self.accompanied_share
@@ -354,10 +356,13 @@ class ExcerptSampler:
             source, low, high, share = self.level
             if share >= 1.0 or rng.random() < share:  # no draw at share 1: the stream stays as before
                 self._set_level(stems, source, low, high)
+        band_hz = min(self.songs[song].band_hz for song in drawn) * (1 - self.speed_range)  # the slowest speed bounds it
+        codec_error = None
         if self.effects is not None and not accompanied:
             stems = self.effects.master(stems)
-        # a speed change scales the band too: the slowest speed bounds it
-        return stems, min(self.songs[song].band_hz for song in drawn) * (1 - self.speed_range), accompanied
+            if math.isinf(band_hz):  # a band-limited mix's codec error would fill the bins the loss ignores
+                codec_error = self.effects.codec_error(stems.sum(axis=0))
+        return stems, band_hz, accompanied, codec_error
 
     def _effects(self, stems: np.ndarray, drawn: list[int]) -> np.ndarray:
         """Same-stem mixup, then the studio effects, on an example's stems (sources, channels,
@@ -382,12 +387,18 @@ class ExcerptSampler:
         if energy > silent and rest > silent:
             stems[source] *= np.float32(np.sqrt(10 ** (target_db / 10) * rest / energy))
 
-    def draw(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def draw(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """`size` examples: stems (size, sources, channels, samples), the top of the band each
-        example's stems all hold (size,) in Hz (inf: full band), and which examples are accompanied
-        songs' (size,) bool."""
-        stems, bands, accompanied = zip(*(self._example() for _ in range(size)))
-        return np.stack(stems), np.array(bands), np.array(accompanied)
+        example's stems all hold (size,) in Hz (inf: full band), which examples are accompanied
+        songs' (size,) bool, and what a codec added to each example's mix (size, channels,
+        samples; zeros where none did): the mix the network hears is the stems' sum plus it."""
+        stems, bands, accompanied, errors = zip(*(self._example() for _ in range(size)))
+        stems = np.stack(stems)
+        mix_errors = np.zeros_like(stems[:, 0])
+        for row, error in enumerate(errors):
+            if error is not None:
+                mix_errors[row] = error
+        return stems, np.array(bands), np.array(accompanied), mix_errors
 
     def batch(self, size: int) -> np.ndarray:
         """The stems of `size` examples (size, sources, channels, samples)."""

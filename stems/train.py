@@ -38,12 +38,15 @@ LOSSES = ("sdr", "magnitude_l1")
 
 
 def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str, accompanied: torch.Tensor | None = None,
-              vocals: int | None = None) -> torch.Tensor:
+              vocals: int | None = None, mix_spec: torch.Tensor | None = None) -> torch.Tensor:
     """
     Args:
         logits: (batch, sources, channels, bins, frames).
         stem_specs: (batch, sources, channels, bins, frames) the stems' complex STFT of the same
-            frames; the mix is their sum.
+            frames.
+        mix_spec: (batch, channels, bins, frames) the complex STFT of the mix the masks apply to;
+            default: the stems' sum (another when a codec altered the mix: the targets stay the
+            stems).
         accompanied: (batch,) bool, the examples whose non-vocal stems are one label (an
             accompaniment): they are scored as two stems, vocals (source `vocals`) and the sum of
             the others' masks against the accompaniment; each example weighs the same.
@@ -55,29 +58,32 @@ def mask_loss(logits: torch.Tensor, stem_specs: torch.Tensor, kind: str, accompa
     model's loss).
     """
     masks = torch.softmax(logits, dim=1)
+    mix_spec = stem_specs.sum(dim=1) if mix_spec is None else mix_spec
     if kind == "magnitude_l1":
         if accompanied is not None and bool(accompanied.any()):
             raise StemsError("train.accompanied_dirs needs the sdr loss")
-        mix_mag = stem_specs.sum(dim=1).abs()
+        mix_mag = mix_spec.abs()
         return (masks * mix_mag[:, None] - stem_specs.abs()).abs().mean() / (mix_mag.mean() + 1e-8)
     if kind == "sdr":
-        per_example = _sdr_terms(masks, stem_specs).mean(dim=1)  # (batch,)
+        per_example = _sdr_terms(masks, stem_specs, mix_spec).mean(dim=1)  # (batch,)
         if accompanied is None or not bool(accompanied.any()):
             return per_example.mean()
         others = [source for source in range(masks.shape[1]) if source != vocals]
         rows = accompanied.nonzero()[:, 0]
         grouped = _sdr_terms(torch.stack([masks[rows][:, others].sum(dim=1), masks[rows, vocals]], dim=1),
-                             torch.stack([stem_specs[rows][:, others].sum(dim=1), stem_specs[rows, vocals]], dim=1))
+                             torch.stack([stem_specs[rows][:, others].sum(dim=1), stem_specs[rows, vocals]], dim=1),
+                             mix_spec[rows])
         return per_example.index_put((rows,), grouped.mean(dim=1)).mean()
     raise StemsError(f"unknown loss '{kind}' (choose from {', '.join(LOSSES)})")
 
 
-def _sdr_terms(masks: torch.Tensor, stem_specs: torch.Tensor) -> torch.Tensor:
+def _sdr_terms(masks: torch.Tensor, stem_specs: torch.Tensor, mix_spec: torch.Tensor) -> torch.Tensor:
     """Minus each stem's SDR of the masked mix (batch, sources), from masks and the stems'
-    complex STFT (batch, sources, channels, bins, frames); the mix is the stems' sum."""
+    complex STFT (batch, sources, channels, bins, frames) and the mix's (batch, channels, bins,
+    frames)."""
     # |m X - S|² = m² |X|² - 2 m Re(X* S) + |S|²: real arithmetic on terms without gradient,
     # half the time of the complex form's forward and backward
-    mix_spec = stem_specs.sum(dim=1, keepdim=True)
+    mix_spec = mix_spec[:, None]
     mix_power = mix_spec.real.square() + mix_spec.imag.square()
     cross = mix_spec.real * stem_specs.real + mix_spec.imag * stem_specs.imag
     energy = (stem_specs.real.square() + stem_specs.imag.square()).sum(dim=(2, 3, 4))  # (batch, sources)
@@ -394,12 +400,18 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
     started, started_step = time.time(), step
     batches = excerpt_batches(sampler, cfg.batch_size, cfg.workers, (cfg.seed, rank, step))
     while step < cfg.steps:
-        stems, band_hz, accompanied_examples = next(batches)
+        stems, band_hz, accompanied_examples, mix_errors = next(batches)
         stem_specs = stft_tensor(stems, config).to(device)  # (B, S, C, F, T)
         scored_specs = band_limited(stem_specs, band_hz, config) if band_hz.isfinite().any() else stem_specs
-        logits = net((scored_specs if cfg.band_limited_mix == "limited" else stem_specs).sum(dim=1).abs())
+        heard = (scored_specs if cfg.band_limited_mix == "limited" else stem_specs).sum(dim=1)  # (B, C, F, T)
+        scored_mix = scored_specs.sum(dim=1)
+        if mix_errors.any():  # a codec's error: in the mix the network hears and the masks apply to
+            error_specs = stft_tensor(mix_errors, config).to(device)  # zero in band-limited examples
+            heard, scored_mix = heard + error_specs, scored_mix + error_specs
+        logits = net(heard.abs())
         inner = slice(model.past, stem_specs.shape[-1] - model.lookahead)
-        loss = mask_loss(logits, scored_specs[..., inner], cfg.loss, accompanied_examples.to(device), vocals)
+        loss = mask_loss(logits, scored_specs[..., inner], cfg.loss, accompanied_examples.to(device), vocals,
+                         scored_mix[..., inner])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

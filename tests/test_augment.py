@@ -2,14 +2,16 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 
 from stems import augment
-from stems.augment import StemEffects, echo, limiter_gain, peaking_eq, pitch_shift, reverb, saturate
+from stems.augment import StemEffects, echo, limiter_gain, mp3_roundtrip, peaking_eq, pitch_shift, reverb, saturate
 from stems.config import AUGMENT_FAMILIES, ConfigError, TrainConfig
 from stems.data import ExcerptSampler, Song
+from conftest import synth
 
 RATE = 44100
 SOURCES = ("drums", "bass", "other", "vocals")
@@ -191,3 +193,45 @@ def test_each_loader_worker_draws_its_own_effects_reproducibly():
     drawn, untreated = first(), [next(plain)[0].numpy() for _ in range(2)]
     assert all(np.array_equal(a, b) for a, b in zip(drawn, first()))  # seeded per worker
     assert not any(np.array_equal(a, b) for a, b in zip(drawn, untreated))  # the effects ran in the workers
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_an_mp3_roundtrip_is_aligned_as_long_and_closer_at_a_higher_bit_rate():
+    music = synth(3.0, seed=4)
+    errors = {}
+    for kbps in (64, 256):
+        decoded = mp3_roundtrip(music, kbps, RATE)
+        assert decoded.shape == music.shape and decoded.dtype == np.float32
+        # aligned: the decoded copy correlates best with the input at lag 0, not at LAME's 1105 samples
+        lags = range(-1200, 1201, 5)
+        middle = slice(RATE // 2, 2 * RATE)
+        scores = [np.dot(music[0, middle], np.roll(decoded[0], -lag)[middle]) for lag in lags]
+        assert list(lags)[int(np.argmax(scores))] == 0
+        errors[kbps] = float(np.square(decoded - music).sum() / np.square(music).sum())
+    assert errors[256] < errors[64] < 0.1  # a lossy copy, the closer the more bits it keeps
+
+
+def test_the_codec_alters_only_the_mix_the_network_hears(monkeypatch):
+    monkeypatch.setattr(augment, "CODEC_PROBABILITY", 1.0)
+    monkeypatch.setattr(augment, "mp3_roundtrip", lambda audio, kbps, rate: 0.5 * audio)  # an error of -mix/2
+    songs = [noise_song("a", 0), noise_song("b", 1)]
+    plain = ExcerptSampler(songs, 4096, seed=3)
+    coded = ExcerptSampler(songs, 4096, seed=3, effects=StemEffects(("codec",), SOURCES, RATE, seed=0))
+    stems, _, _, errors = coded.draw(4)
+    np.testing.assert_array_equal(stems, plain.batch(4))  # the targets stay the clean stems
+    np.testing.assert_allclose(errors, -0.5 * stems.sum(axis=1), atol=1e-6)
+    assert not plain.draw(2)[3].any()  # no codec: no error
+    narrow = ExcerptSampler([noise_song("c", 2, band_hz=8000.0)], 4096, seed=3,
+                            effects=StemEffects(("codec",), SOURCES, RATE, seed=0))
+    assert not narrow.draw(3)[3].any()  # a band-limited mix gets none: it would fill the bins the loss ignores
+
+
+def test_the_codec_is_drawn_at_its_probability_from_the_effects_stream(monkeypatch):
+    calls = []
+    monkeypatch.setattr(augment, "mp3_roundtrip", lambda audio, kbps, rate: calls.append(kbps) or audio)
+    effects = StemEffects(("codec",), SOURCES, RATE, seed=0)
+    mix = np.full((2, 1024), 0.1, np.float32)
+    for _ in range(2000):
+        effects.codec_error(mix)
+    assert 0.21 < len(calls) / 2000 < 0.29 and set(calls) <= set(augment.CODEC_KBPS)
+    assert StemEffects(("eq",), SOURCES, RATE, seed=0).codec_error(mix) is None

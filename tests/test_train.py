@@ -380,7 +380,7 @@ def test_band_limited_vocals_count_for_nothing_above_their_band_in_the_loss(tmp_
                                 f"train.band_limits=['{tmp_path / 'clips'}=8000']", "train.speed_range=0.1"])
     songs, clips, _, _ = load_training_songs(config, [])
     assert {song.band_hz for song in songs} == {np.inf} and {song.band_hz for song in clips} == {8000.0}
-    stems, band_hz, accompanied = excerpt_sampler(config, songs, clips, 16384, seed=0).draw(24)
+    stems, band_hz, accompanied, _ = excerpt_sampler(config, songs, clips, 16384, seed=0).draw(24)
     assert not accompanied.any()
     limited = np.isfinite(band_hz)
     assert limited.any() and not limited.all() and np.allclose(band_hz[limited], 7200.0)
@@ -399,6 +399,38 @@ def test_band_limited_vocals_count_for_nothing_above_their_band_in_the_loss(tmp_
     whole = mask_loss(logits[example:example + 1], scored[example:example + 1], "sdr")
     band = mask_loss(logits[example:example + 1, ..., ~above, :], specs[example:example + 1, ..., ~above, :], "sdr")
     assert whole.item() == pytest.approx(band.item(), rel=1e-5)
+
+
+def test_the_sdr_loss_scores_the_masked_mix_given_against_the_clean_stems():
+    """A codec altered the mix: the loss is minus each stem's SDR of the masks times that mix,
+    against the stems (computed here with complex numbers, as the definition reads)."""
+    import torch
+
+    from stems.train import mask_loss
+
+    rng = np.random.default_rng(5)
+    shape = (2, 4, 2, 33, 6)
+    specs = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    mix = specs.sum(axis=1) + 0.3 * (rng.standard_normal(shape[:1] + shape[2:]) + 1j * rng.standard_normal(shape[:1] + shape[2:]))
+    logits = rng.standard_normal(shape)
+    masks = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    error = np.square(np.abs(masks * mix[:, None] - specs)).sum(axis=(2, 3, 4))
+    energy = np.square(np.abs(specs)).sum(axis=(2, 3, 4))
+    floor = 1e-3 * np.square(np.abs(mix)).sum(axis=(1, 2, 3))[:, None] + 1e-8
+    expected = np.mean(10 * np.log10((error + floor) / (energy + floor)))
+    loss = mask_loss(torch.tensor(logits), torch.tensor(specs), "sdr", mix_spec=torch.tensor(mix))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    clean = mask_loss(torch.tensor(logits), torch.tensor(specs), "sdr", mix_spec=torch.tensor(specs.sum(axis=1)))
+    assert clean.item() == pytest.approx(mask_loss(torch.tensor(logits), torch.tensor(specs), "sdr").item(), rel=1e-9)
+    assert loss.item() != pytest.approx(clean.item(), rel=1e-3)
+
+
+def test_training_with_the_mp3_codec_on_the_mix_runs(tmp_path, monkeypatch):
+    from stems import augment
+
+    monkeypatch.setattr(augment, "CODEC_PROBABILITY", 1.0)
+    _stem_folder(tmp_path / "full")
+    _train_three_steps(tmp_path, ["train.augment=[codec]"])
 
 
 def test_a_band_limit_for_a_folder_that_is_not_read_is_refused_before_any_output(tmp_path):
@@ -492,7 +524,7 @@ def test_accompanied_songs_are_drawn_whole_at_their_share_and_lend_nothing(tmp_p
     assert np.abs(first[0]).max() > 0 and np.abs(first[3]).max() > 0 and not first[1:3].any()  # drums slot, vocals
     assert {song.band_hz for song in accompanied} == {8000.0}
 
-    stems, band_hz, flagged = excerpt_sampler(config, songs, [], 8192, seed=0, accompanied=accompanied).draw(400)
+    stems, band_hz, flagged, _ = excerpt_sampler(config, songs, [], 8192, seed=0, accompanied=accompanied).draw(400)
     assert 0.2 < flagged.mean() < 0.4
     assert np.all(np.isfinite(band_hz) == flagged)  # only the accompanied songs are band-limited here
     assert not stems[flagged][:, 1:3].any()  # one label, in the first non-vocal slot
