@@ -13,7 +13,6 @@ float32 and the stems of an example (sources, channels, samples); every effect k
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -23,9 +22,9 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import fftconvolve
 
+from .audio import ffmpeg_binary
 from .config import AUGMENT_FAMILIES
 from .data import SILENCE
-from .errors import StemsError
 
 
 @dataclass(frozen=True)
@@ -114,9 +113,7 @@ def mp3_roundtrip(audio: np.ndarray, kbps: int, sample_rate: int) -> np.ndarray:
     again, aligned to and as long as the input: the file's LAME header tells the decoder the
     encoder's delay and padding (a pipe cannot carry it: the decoded audio would lag 1105
     samples)."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise StemsError("train.augment codec needs ffmpeg (apt-get install ffmpeg)")
+    ffmpeg = ffmpeg_binary()
     channels, samples = audio.shape
     raw = np.ascontiguousarray(audio.T, dtype="<f4").tobytes()
     with tempfile.TemporaryDirectory(prefix="stems-mp3-") as folder:

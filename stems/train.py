@@ -403,8 +403,8 @@ def train(config: Config, run_dir: Path, resume: bool = False, device: str = "cp
         stems, band_hz, accompanied_examples, mix_errors = next(batches)
         stem_specs = stft_tensor(stems, config).to(device)  # (B, S, C, F, T)
         scored_specs = band_limited(stem_specs, band_hz, config) if band_hz.isfinite().any() else stem_specs
-        heard = (scored_specs if cfg.band_limited_mix == "limited" else stem_specs).sum(dim=1)  # (B, C, F, T)
-        scored_mix = scored_specs.sum(dim=1)
+        scored_mix = scored_specs.sum(dim=1)  # (B, C, F, T)
+        heard = scored_mix if cfg.band_limited_mix == "limited" or scored_specs is stem_specs else stem_specs.sum(dim=1)
         if mix_errors.any():  # a codec's error: in the mix the network hears and the masks apply to
             error_specs = stft_tensor(mix_errors, config).to(device)  # zero in band-limited examples
             heard, scored_mix = heard + error_specs, scored_mix + error_specs
